@@ -10,7 +10,7 @@ import codecs
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from tunesmith.datasets.problems import ProblemLog
 
@@ -71,8 +71,12 @@ def _reject_constant(name: str) -> Any:
 _decoder = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
 
 
-def read_jsonl(path: Path, name: str, log: ProblemLog) -> Iterator[JsonLine]:
+def read_jsonl(
+    path: Path, name: str, log: ProblemLog, on_bytes: Callable[[int], None] | None = None
+) -> Iterator[JsonLine]:
     """Yield each JSON object in ``path``; log everything else against ``name``.
+
+    ``on_bytes`` is called with the size of every line read (for progress bars).
 
     File-level problems (missing, not a file, binary, UTF-16, a JSON array) stop the read
     after one clear message; line-level problems are logged and reading goes on.
@@ -89,10 +93,10 @@ def read_jsonl(path: Path, name: str, log: ProblemLog) -> Iterator[JsonLine]:
         log.error(name, None, "file", f"cannot be read: {exc.strerror or exc}")
         return
     with handle:
-        yield from _read_lines(handle, name, log)
+        yield from _read_lines(handle, name, log, on_bytes or (lambda n: None))
 
 
-def _read_lines(handle, name: str, log: ProblemLog) -> Iterator[JsonLine]:
+def _read_lines(handle, name: str, log: ProblemLog, on_bytes: Callable[[int], None]) -> Iterator[JsonLine]:
     head = handle.read(4)
     for bom, encoding in _UTF16_32_BOMS.items():
         if head.startswith(bom):
@@ -112,6 +116,7 @@ def _read_lines(handle, name: str, log: ProblemLog) -> Iterator[JsonLine]:
         if not raw:
             break
         line_number += 1
+        on_bytes(len(raw))
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
             log.error(name, line_number, "record", f"line is longer than {MAX_LINE_BYTES // (1024 * 1024)} MB; not read")
             while raw and not raw.endswith(b"\n"):  # skip the rest of the line

@@ -87,10 +87,8 @@ def _read_file(
     name = str(path)
     stats = FileStats(name)
     parsed = 0
-    for item in read_jsonl(path, name, log):
+    for item in read_jsonl(path, name, log, on_progress):
         parsed += 1
-        if on_progress:
-            on_progress(item.size + 1)
         view = _check_record(kind, item.value, name, item.line, log)
         if view is not None:
             stats.add(item.line, view)

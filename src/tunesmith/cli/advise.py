@@ -1,0 +1,93 @@
+"""``tunesmith advise``: the guide's advice for a dataset and a model tier."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.markup import escape
+
+from tunesmith.advisor import Advice, advise_dataset, recommend
+from tunesmith.cli.options import (
+    TierParam,
+    hyperparameter_flags,
+    hyperparameter_options,
+    json_option,
+    kind_option,
+    validation_option,
+)
+from tunesmith.cli.render import console, fail, print_json, print_problems, table
+from tunesmith.cli.validate import run_validation
+from tunesmith.datasets.problems import DEFAULT_MAX_LISTED
+from tunesmith.hyperparameters import HyperparameterError
+from tunesmith.tiers import ModelTier
+
+
+def print_advice(advice: Advice, file: str | None) -> None:
+    tier, plan = advice.tier, advice.plan
+    console.print(
+        f"[bold]Advice for {plan.records:,} training records on {tier.name}[/] "
+        f"({tier.nova_name} stand-in, effective batch {tier.effective_batch_size})\n"
+    )
+    values = {**advice.hyperparameters.to_wire(), "duplicationFactor": str(plan.duplication_factor)}
+    rows = []
+    for key, reason in advice.reasons.items():
+        rule = f"[{reason.rule.title}] " if reason.rule else ""
+        rows.append([key, values[key], rule + reason.text])
+    console.print(table(None, ["Setting", "Value", "Why"], rows))
+    hp = advice.hyperparameters
+    console.print(
+        f"\nPlan: {plan.records_after_duplication:,} records after {plan.duplication_factor}x duplication -> "
+        f"{plan.steps_per_epoch:,} steps per epoch x {hp.epoch_count} epoch(s) = {plan.total_steps:,} optimizer steps; "
+        f"warmup {hp.learning_rate_warmup_steps} step(s) ({plan.warmup_fraction:.1%} of training); "
+        f"effective epochs {plan.effective_epochs}."
+    )
+    console.print(f"API hyperParameters: {escape(json.dumps(hp.to_wire()))}")
+    if plan.duplication_factor > 1 and file:
+        stem = Path(file)
+        out = stem.with_name(f"{stem.stem}.x{plan.duplication_factor}{stem.suffix or '.jsonl'}")
+        console.print(f"Duplicate with: tunesmith duplicate {escape(file)} --factor {plan.duplication_factor} --out {escape(str(out))}")
+    for warning in advice.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+@click.command()
+@click.argument("file", required=False, type=click.Path(path_type=str))
+@click.option("--model", "tier", required=True, type=TierParam(), help="Tier (micro, lite, pro) or hosted model id.")
+@click.option("--records", type=click.IntRange(min=1), help="Advise for this many training records instead of a file.")
+@validation_option
+@kind_option
+@click.option("--duplicate", "duplication_factor", type=click.IntRange(1, 100), help="Use this duplication factor instead of the advised one.")
+@hyperparameter_options
+@json_option
+def advise(
+    file: str | None, tier: ModelTier, records: int | None, validation: tuple[str, ...], kind: str,
+    duplication_factor: int | None, as_json: bool, **flags: str,
+) -> None:
+    """Recommend epochs, duplication, warmup and learning rate for FILE (or --records N).
+
+    Hyperparameter flags fix a value; the plan and warnings then describe your choice.
+    """
+    if (file is None) == (records is None):
+        fail("give either a FILE or --records N (not both)", 2)
+    overrides = hyperparameter_flags(flags)
+    try:
+        if file is None:
+            advice = recommend(records, tier, overrides=overrides, duplication_factor=duplication_factor)
+        else:
+            report = run_validation(file, validation, kind, DEFAULT_MAX_LISTED)
+            if not report.valid:
+                print_problems(report.log)
+                fail(f"{file} is not valid: fix the errors above (or see `tunesmith validate {file}`)")
+            if report.training.records == 0:
+                fail(f"{file} has no records")
+            advice = advise_dataset(report, tier, overrides=overrides, duplication_factor=duplication_factor)
+    except HyperparameterError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem.message}", err=True)
+        raise SystemExit(1)
+    if as_json:
+        print_json(advice.as_dict())
+    else:
+        print_advice(advice, file)

@@ -1,0 +1,86 @@
+"""``tunesmith validate``: check a dataset before spending any compute on it."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import click
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+from tunesmith.cli.options import json_option, kind_option, validation_option
+from tunesmith.cli.render import console, err_console, print_json, print_problems, table
+from tunesmith.datasets import ValidationReport, validate_dataset
+from tunesmith.datasets.problems import DEFAULT_MAX_LISTED
+
+PROGRESS_FROM_BYTES = 8 * 1024 * 1024
+"""Show a progress bar for datasets at least this large."""
+
+
+@contextmanager
+def _progress(paths: Sequence[str]) -> Iterator:
+    sizes = [Path(p).stat().st_size for p in paths if Path(p).is_file()]
+    total = sum(sizes)
+    if total < PROGRESS_FROM_BYTES or not err_console.is_terminal:
+        yield None
+        return
+    columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task("validating", total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def run_validation(file: str, validation: Sequence[str], kind: str, max_problems: int) -> ValidationReport:
+    """Validate with a progress bar on large inputs (shared by ``validate`` and ``advise``)."""
+    with _progress([file, *validation]) as on_progress:
+        return validate_dataset(file, validation, kind, max_listed=max_problems, on_progress=on_progress)
+
+
+def _fmt(dist: dict | None) -> str:
+    if not dist:
+        return "-"
+    return " / ".join(f"{dist[k]:,.0f}" for k in ("min", "median", "p95", "max"))
+
+
+def print_report(report: ValidationReport) -> None:
+    print_problems(report.log)
+    rows = []
+    for stats in [report.training, *report.validation]:
+        summary = stats.summary()
+        role = "training" if stats is report.training else "validation"
+        extra = f"{stats.labelled} labelled, {stats.prompt_only} prompts" if "messagesPerRecord" in summary else ""
+        rows.append([role, stats.file, f"{stats.records:,}", _fmt(summary.get("messagesPerRecord")), _fmt(summary["charactersPerRecord"]), extra])
+    click.echo()
+    console.print(table(None, ["", "File", "Records", "Messages/record", "Characters/record", ""], rows))
+    click.echo("(per record: min / median / p95 / max)")
+    if report.comparison:
+        c = report.comparison
+        click.echo(
+            f"validation vs training: median length ratio {c['medianLengthRatio']}, "
+            f"{c['vocabularyCoverage']:.0%} of validation words occur in training"
+        )
+    errors, warnings = report.log.error_count, report.log.warning_count
+    if report.valid:
+        console.print(f"[green]valid[/]: {report.records:,} records ({report.kind.value}), {warnings} warning(s)")
+    else:
+        console.print(f"[red]invalid[/]: {errors} error(s), {warnings} warning(s)")
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=str))
+@validation_option
+@kind_option
+@json_option
+@click.option("--max-problems", default=DEFAULT_MAX_LISTED, show_default=True, type=click.IntRange(1), help="Errors and warnings to list (the rest are counted).")
+def validate(file: str, validation: tuple[str, ...], kind: str, as_json: bool, max_problems: int) -> None:
+    """Validate FILE (JSON Lines) and report every problem as FILE:LINE: field: message.
+
+    Exits 0 when the data is valid (warnings allowed), 1 when it is not.
+    """
+    report = run_validation(file, validation, kind, max_problems)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        print_report(report)
+    raise SystemExit(0 if report.valid else 1)
