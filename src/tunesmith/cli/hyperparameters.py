@@ -27,10 +27,10 @@ def hyperparameters(ctx: click.Context, as_json: bool) -> None:
         print_json([spec.as_dict() for spec in TABLE])
         return
     rows = [
-        [spec.label, spec.key, spec.flag, spec.type_name, format_value(spec.minimum), format_value(spec.maximum), format_value(spec.default)]
+        [spec.key, spec.flag, spec.type_name, format_value(spec.minimum), format_value(spec.maximum), format_value(spec.default), spec.label]
         for spec in TABLE
     ]
-    console.print(table(None, ["Hyperparameter", "API key", "CLI flag", "Type", "Minimum", "Maximum", "Default"], rows))
+    console.print(table(None, ["API key", "CLI flag", "Type", "Min", "Max", "Default", "Name"], rows))
     console.print("\nBounds are inclusive. Check a set with: tunesmith hyperparameters check epochCount=3 learningRate=5e-5")
 
 

@@ -14,7 +14,8 @@ from rich.text import Text
 
 from tunesmith.datasets import ProblemLog
 
-console = Console(highlight=False, soft_wrap=True)
+# Piped output is read in files and CI logs: give tables room instead of rich's 80 columns.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

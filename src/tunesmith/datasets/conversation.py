@@ -97,7 +97,7 @@ def check_conversation(
 
     messages = record.get("messages")
     if messages is None:
-        checker.error("messages", "missing: a record needs a list of user/assistant messages")
+        checker.error("messages", "missing: a record needs an array of user/assistant messages")
         return None
     if not isinstance(messages, list):
         checker.error("messages", f"expected an array of messages, got {json_kind(messages)}")

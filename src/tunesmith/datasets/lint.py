@@ -27,13 +27,16 @@ MIN_VOCABULARY_COVERAGE = 0.6
 """Warn when less of the validation text's words occur in the training text."""
 MAX_LENGTH_RATIO = 2.0
 """Warn when the median record lengths of the two sets differ by more than this factor."""
-MAX_VOCABULARY = 1_000_000
-"""Training vocabulary kept for the coverage check (bounded memory on huge files)."""
+MAX_VOCABULARY = 200_000
+"""Training words kept for the coverage check (bounded memory on huge files)."""
+MAX_TRACKED_RECORDS = 50_000
+"""Records fingerprinted for duplicate, conflict and leakage checks. Far above the 20,000
+records a valid dataset may hold, it bounds memory (~200 bytes a record) on huge files."""
 
 _WORD = re.compile(r"\w+")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Seen:
     """Where a fingerprint was first seen."""
 
@@ -56,6 +59,8 @@ class QualityLint:
     vocabulary: set[str] = field(default_factory=set)
     validation_words: int = 0
     validation_words_known: int = 0
+    untracked: int = 0
+    """Records past MAX_TRACKED_RECORDS, left out of the repeat checks."""
     _listed: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
 
     def _warn(self, check: str, file: str, line: int, where: str, message: str) -> None:
@@ -75,6 +80,9 @@ class QualityLint:
             self.validation_words_known += word.lower() in self.vocabulary
 
     def _check(self, view: RecordView, file: str, line: int, training: bool) -> None:
+        if len(self.records) >= MAX_TRACKED_RECORDS and view.record_key not in self.records:
+            self.untracked += 1
+            return
         first = self.records.setdefault(view.record_key, _Seen(file, line, training))
         if first.line != line or first.file != file:
             if first.training and not training:
@@ -106,6 +114,12 @@ class QualityLint:
         for (check, file), count in sorted(self._listed.items()):
             if count > LISTED_PER_CHECK:
                 self.log.warning(file, None, "dataset", f"... and {count - LISTED_PER_CHECK} more {check} warnings")
+        if self.untracked:
+            self.log.warning(
+                training[0].file, None, "dataset",
+                f"duplicate, conflict and leakage checks covered the first {MAX_TRACKED_RECORDS:,} records only "
+                f"({self.untracked:,} more were not checked)",
+            )
         for stats in [*training, *validation]:
             self._length_outliers(stats)
         return self._compare(training, validation)
