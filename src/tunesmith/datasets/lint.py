@@ -12,7 +12,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from tunesmith.datasets.problems import ProblemLog
+from tunesmith.datasets.problems import Problem, ProblemLog
 from tunesmith.datasets.record_view import RecordView
 from tunesmith.datasets.stats import FileStats, quantile
 
@@ -33,7 +33,7 @@ MAX_TRACKED_RECORDS = 50_000
 """Records fingerprinted for duplicate, conflict and leakage checks. Far above the 20,000
 records a valid dataset may hold, it bounds memory (~200 bytes a record) on huge files."""
 
-_WORD = re.compile(r"\w+")
+_WORD = re.compile(r"[^\W\d_]+")  # words of letters: numbers and ids say little about the domain
 
 
 @dataclass(slots=True)
@@ -44,6 +44,8 @@ class _Seen:
     line: int
     training: bool
     answer_key: bytes | None = None
+    copies: int = 1
+    """Occurrences in its own file."""
 
     def where(self, file: str) -> str:
         return f"line {self.line}" if self.file == file else f"{self.file}:{self.line}"
@@ -61,12 +63,14 @@ class QualityLint:
     validation_words_known: int = 0
     untracked: int = 0
     """Records past MAX_TRACKED_RECORDS, left out of the repeat checks."""
-    _listed: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    _counts: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    _pending: dict[tuple[str, str], list[Problem]] = field(default_factory=lambda: defaultdict(list))
+    """Warnings held back until :meth:`finish`, so a pattern can replace a flood of lines."""
 
-    def _warn(self, check: str, file: str, line: int, where: str, message: str) -> None:
-        self._listed[(check, file)] += 1
-        if self._listed[(check, file)] <= LISTED_PER_CHECK:
-            self.log.warning(file, line, where, message)
+    def _warn(self, check: str, file: str, line: int | None, where: str, message: str) -> None:
+        self._counts[(check, file)] += 1
+        if self._counts[(check, file)] <= LISTED_PER_CHECK:
+            self._pending[(check, file)].append(Problem(file, line, where, message, "warning"))
 
     def add_training(self, view: RecordView, file: str, line: int) -> None:
         self._check(view, file, line, training=True)
@@ -91,6 +95,7 @@ class QualityLint:
                     f"also in the training data ({first.where(file)}): validation loss will look better than it is",
                 )
             else:
+                first.copies += first.file == file
                 self._warn("duplicate", file, line, "record", f"exact duplicate of {first.where(file)}")
             return
         if not view.labelled:
@@ -111,7 +116,21 @@ class QualityLint:
 
     def finish(self, training: list[FileStats], validation: list[FileStats]) -> dict[str, object]:
         """Log the per-file summaries and dataset-level checks; return comparison numbers."""
-        for (check, file), count in sorted(self._listed.items()):
+        for stats in [*training, *validation]:
+            self._length_outliers(stats)
+        repeated = self._whole_file_repeats()
+        for (check, file), problems in self._pending.items():
+            if check == "duplicate" and file in repeated:
+                copies, unique = repeated[file]
+                self.log.warning(
+                    file, None, "dataset",
+                    f"every record appears {copies} times ({unique:,} unique records): a duplicated dataset; "
+                    "validate the original to check it for accidental duplicates",
+                )
+                continue
+            for problem in problems:
+                self.log.add(problem)
+            count = self._counts[(check, file)]
             if count > LISTED_PER_CHECK:
                 self.log.warning(file, None, "dataset", f"... and {count - LISTED_PER_CHECK} more {check} warnings")
         if self.untracked:
@@ -120,9 +139,20 @@ class QualityLint:
                 f"duplicate, conflict and leakage checks covered the first {MAX_TRACKED_RECORDS:,} records only "
                 f"({self.untracked:,} more were not checked)",
             )
-        for stats in [*training, *validation]:
-            self._length_outliers(stats)
         return self._compare(training, validation)
+
+    def _whole_file_repeats(self) -> dict[str, tuple[int, int]]:
+        """Files in which every record occurs the same number (> 1) of times: ``{file: (copies, unique)}``."""
+        copies: dict[str, set[int]] = defaultdict(set)
+        unique: dict[str, int] = defaultdict(int)
+        for seen in self.records.values():
+            copies[seen.file].add(seen.copies)
+            unique[seen.file] += 1
+        return {
+            file: (next(iter(counts)), unique[file])
+            for file, counts in copies.items()
+            if len(counts) == 1 and next(iter(counts)) > 1 and not self.untracked
+        }
 
     def _length_outliers(self, stats: FileStats) -> None:
         if stats.records < OUTLIER_MIN_RECORDS:
