@@ -1,0 +1,5 @@
+"""``python -m tunesmith`` runs the command line."""
+
+from tunesmith.cli import main
+
+main()
