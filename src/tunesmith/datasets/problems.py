@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -44,11 +43,8 @@ class ProblemLog:
     warnings: list[Problem] = field(default_factory=list)
     error_count: int = 0
     warning_count: int = 0
-    kinds: Counter = field(default_factory=Counter)
-    """Count per (severity, field) so a summary can say what went wrong most often."""
 
     def add(self, problem: Problem) -> None:
-        self.kinds[(problem.severity, problem.field)] += 1
         if problem.severity == "error":
             self.error_count += 1
             if len(self.errors) < self.max_listed:
