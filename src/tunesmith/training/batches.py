@@ -1,0 +1,66 @@
+"""Which records each optimizer step trains on, and how they are cut into micro-batches.
+
+Duplication is virtual: an epoch over K copies of N records is K independent shuffles of
+the N record indices, one after another, so two copies of a record share a batch only when
+they straddle the seam between two shuffles. Nothing is copied in memory.
+
+Within an optimizer step the records are sorted by length and grouped into micro-batches
+of at most ``micro_batch_tokens`` padded tokens, so little compute goes to padding while
+the step still sees exactly its effective batch.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+
+from tunesmith.training.examples import Example
+
+
+def epoch_order(records: int, duplication: int, epoch: int, seed: int) -> list[int]:
+    rng = random.Random(f"{seed}:{epoch}")
+    order: list[int] = []
+    for _ in range(duplication):
+        copy = list(range(records))
+        rng.shuffle(copy)
+        order.extend(copy)
+    return order
+
+
+def step_batches(records: int, duplication: int, batch_size: int, epoch: int, seed: int) -> list[list[int]]:
+    order = epoch_order(records, duplication, epoch, seed)
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def steps_per_epoch(records: int, duplication: int, batch_size: int) -> int:
+    return math.ceil(records * duplication / batch_size)
+
+
+def micro_batches(indices: list[int], examples: list[Example], micro_batch_tokens: int) -> list[list[int]]:
+    ordered = sorted(indices, key=lambda i: len(examples[i]), reverse=True)
+    groups: list[list[int]] = []
+    for index in ordered:
+        if groups:
+            group = groups[-1]
+            width = len(examples[group[0]])  # the longest: sorted descending
+            if width * (len(group) + 1) <= micro_batch_tokens:
+                group.append(index)
+                continue
+        groups.append([index])
+    return groups
+
+
+def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded tensors: input_ids, attention_mask and targets (bool)."""
+    width = max(len(e) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    targets = torch.zeros((len(examples), width), dtype=torch.bool)
+    for row, example in enumerate(examples):
+        n = len(example)
+        ids[row, :n] = torch.tensor(example.input_ids)
+        mask[row, :n] = 1
+        targets[row, :n] = torch.tensor(example.targets)
+    return {"input_ids": ids, "attention_mask": mask, "targets": targets}

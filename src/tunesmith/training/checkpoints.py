@@ -1,0 +1,86 @@
+"""Checkpoints that are either complete or absent.
+
+Each checkpoint is a folder ``checkpoints/step-000042`` holding the trainable weights
+(safetensors), the optimizer state and ``state.json`` (step, RNG state, metric history).
+It is written under a temporary name and renamed into place last, so a crash or a full
+disk mid-write never leaves a partial checkpoint that ``--resume`` would pick up.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+PREFIX = "step-"
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def checkpoint_dir(output: Path) -> Path:
+    return output / "checkpoints"
+
+
+def list_checkpoints(output: Path) -> list[Path]:
+    folder = checkpoint_dir(output)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / "state.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def latest_checkpoint(output: Path) -> Path | None:
+    found = list_checkpoints(output)
+    return found[-1] if found else None
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().contiguous().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(
+    output: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], keep: int
+) -> Path:
+    folder = checkpoint_dir(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{PREFIX}{step:06d}"
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=folder))
+    try:
+        save_file(trainable_state(model), str(staging / "trainable.safetensors"))
+        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+        rng = {"torch": torch.get_rng_state().tolist()}
+        (staging / "state.json").write_text(json.dumps({**state, "step": step, "rng": rng}))
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise CheckpointError(f"could not write checkpoint {final}: {exc.strerror or exc}") from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for old in list_checkpoints(output)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    weights = load_file(str(path / "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    missing = [name for name in weights if name not in params]
+    if missing:
+        raise CheckpointError(f"{path} does not match this model (unknown parameter {missing[0]}); was it made with another --method or model?")
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor)
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    state = json.loads((path / "state.json").read_text())
+    torch.set_rng_state(torch.tensor(state["rng"]["torch"], dtype=torch.uint8))
+    return state

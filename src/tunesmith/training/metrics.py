@@ -1,0 +1,70 @@
+"""The hosted service's metric files, plus a live events stream another process can tail.
+
+- ``training_artifacts/step_wise_training_metrics.csv``: step_number, epoch_number,
+  training_loss, perplexity (one row per optimizer step; steps and epochs count from 0).
+- ``validation_artifacts/post_fine_tuning_validation/validation_metrics.csv``: step_number,
+  epoch_number, validation_loss, perplexity (at each epoch end, and every N steps if asked).
+- ``events.jsonl``: one JSON object per line, flushed as it happens.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TRAINING_CSV = Path("training_artifacts") / "step_wise_training_metrics.csv"
+VALIDATION_CSV = Path("validation_artifacts") / "post_fine_tuning_validation" / "validation_metrics.csv"
+EVENTS = Path("events.jsonl")
+TRAINING_COLUMNS = ["step_number", "epoch_number", "training_loss", "perplexity"]
+VALIDATION_COLUMNS = ["step_number", "epoch_number", "validation_loss", "perplexity"]
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 50.0))  # exp(50) is already meaningless; avoid overflow
+
+
+@dataclass
+class MetricsWriter:
+    """Writes the metric files under ``folder``; rows already recorded are kept on resume."""
+
+    folder: Path
+    training_rows: list[list] = field(default_factory=list)
+    validation_rows: list[list] = field(default_factory=list)
+
+    def start(self, training_rows: list[list] | None = None, validation_rows: list[list] | None = None) -> None:
+        """(Re)write both CSVs from the given history (a resumed run restores its rows)."""
+        self.training_rows = [list(r) for r in training_rows or []]
+        self.validation_rows = [list(r) for r in validation_rows or []]
+        self._rewrite(TRAINING_CSV, TRAINING_COLUMNS, self.training_rows)
+        self._rewrite(VALIDATION_CSV, VALIDATION_COLUMNS, self.validation_rows)
+
+    def _rewrite(self, relative: Path, columns: list[str], rows: list[list]) -> None:
+        path = self.folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            writer.writerows(rows)
+
+    def _append(self, relative: Path, row: list) -> None:
+        with (self.folder / relative).open("a", newline="") as handle:
+            csv.writer(handle).writerow(row)
+
+    def training(self, step: int, epoch: int, loss: float) -> None:
+        row = [step, epoch, round(loss, 6), round(perplexity(loss), 6)]
+        self.training_rows.append(row)
+        self._append(TRAINING_CSV, row)
+
+    def validation(self, step: int, epoch: int, loss: float) -> None:
+        row = [step, epoch, round(loss, 6), round(perplexity(loss), 6)]
+        self.validation_rows.append(row)
+        self._append(VALIDATION_CSV, row)
+
+    def event(self, kind: str, **fields) -> None:
+        record = {"event": kind, "time": round(time.time(), 3), **fields}
+        with (self.folder / EVENTS).open("a") as handle:
+            handle.write(json.dumps(record) + "\n")

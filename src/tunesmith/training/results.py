@@ -1,0 +1,106 @@
+"""The result folder of a finished run: adapter, merged model, tokenizer, manifest, plot.
+
+    OUTPUT/adapter/            the LoRA adapter in PEFT format (LoRA runs only)
+    OUTPUT/model/              a full model in HF safetensors format, with its tokenizer:
+                               base + adapter merged, so plain transformers loads it
+    OUTPUT/manifest.json       what was trained, on what, how, and how it went
+    OUTPUT/loss_curve.png      training and validation loss per optimizer step
+    OUTPUT/training_artifacts/, validation_artifacts/, events.jsonl   (written while training)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tunesmith import __version__
+from tunesmith.training.loop import TrainingRun
+from tunesmith.training.plot import plot_loss
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import torch
+    import transformers
+
+    return {
+        "tunesmith": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+        "peft": peft.__version__, "python": platform.python_version(),
+    }
+
+
+def _replace_folder(staging: Path, final: Path) -> None:
+    if final.exists():
+        shutil.rmtree(final)
+    staging.rename(final)
+
+
+def write_results(run: TrainingRun) -> dict[str, Any]:
+    """Save the model(s) and the manifest; returns the manifest."""
+    config, output = run.config, run.config.output
+    model = run.model
+    model.eval()
+    if config.method == "lora":
+        staging = output / ".adapter.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save_pretrained(staging)
+        run.tokenizer.save_pretrained(staging)
+        _replace_folder(staging, output / "adapter")
+        model = model.merge_and_unload() if config.merge else None
+    if model is not None:
+        staging = output / ".model.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save_pretrained(staging, safe_serialization=True)
+        run.tokenizer.save_pretrained(staging)
+        _replace_folder(staging, output / "model")
+    training_rows, validation_rows = run.metrics.training_rows, run.metrics.validation_rows
+    hp = config.hyperparameters
+    manifest = {
+        "tunesmith": __version__,
+        "baseModel": run.source.describe(),
+        "model": run.source.name,
+        "tier": run.source.tier.name,
+        "effectiveBatchSize": run.plan.effective_batch_size,
+        "kind": config.kind.value,
+        "method": config.method,
+        "lora": vars(config.lora) if config.method == "lora" else None,
+        "hyperParameters": {"sent": dict(config.hyperparameters_sent), "resolved": hp.to_wire()},
+        "duplicationFactor": config.duplication,
+        "seed": config.seed,
+        "maxLength": config.max_length,
+        "precision": "bf16-autocast" if run.autocast is not None else "fp32",
+        "data": {
+            "training": {"path": str(config.data), "sha256": file_sha256(config.data), "records": run.report.training.records},
+            "validation": [
+                {"path": str(p), "sha256": file_sha256(p), "records": s.records}
+                for p, s in zip(config.validation, run.report.validation)
+            ],
+            "trainingTokens": run.train_data.tokens,
+            "truncatedRecords": run.train_data.truncated,
+            "droppedRecords": run.train_data.dropped,
+        },
+        "plan": run.plan.as_dict(),
+        "result": {
+            **run.summary(),
+            "finalTrainingLoss": training_rows[-1][2] if training_rows else None,
+            "finalValidationLoss": validation_rows[-1][2] if validation_rows else None,
+            "stopped": run.state.stopped,
+        },
+        "versions": _versions(),
+    }
+    (output / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    plot_loss(training_rows, validation_rows, output / "loss_curve.png", f"{run.source.name} {config.method} ({config.kind.value})")
+    run.metrics.event("end", **manifest["result"])
+    return manifest
