@@ -8,6 +8,10 @@ from tunesmith import __version__
 from tunesmith.cli.advise import advise
 from tunesmith.cli.duplicate import duplicate
 from tunesmith.cli.hyperparameters import hyperparameters
+from tunesmith.cli.evaluate import chat, evaluate, generate
+from tunesmith.cli.models import models
+from tunesmith.cli.quickstart import quickstart
+from tunesmith.cli.train import train
 from tunesmith.cli.validate import validate
 
 
@@ -17,7 +21,7 @@ def cli() -> None:
     """Customize language models on your own hardware, with Amazon Nova's hyperparameters and guidance."""
 
 
-for command in (hyperparameters, validate, advise, duplicate):
+for command in (hyperparameters, validate, advise, duplicate, models, train, evaluate, generate, chat, quickstart):
     cli.add_command(command)
 
 

@@ -12,8 +12,21 @@ CHATML_TEMPLATE = (
 """Used for tokenizers that ship no chat template of their own."""
 
 
+def quiet_transformers() -> None:
+    """tunesmith draws its own progress; transformers' per-load bars and notices are noise here."""
+    import warnings
+
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
 def load_tokenizer(source: ModelSource):
     from transformers import AutoTokenizer
+
+    quiet_transformers()
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.folder())
@@ -30,6 +43,8 @@ def load_model(source: ModelSource, dtype=None):
     """The model in float32 (or ``dtype``), in eval mode, with any GGUF quantisation flag cleared."""
     import torch
     from transformers import AutoModelForCausalLM
+
+    quiet_transformers()
 
     try:
         model = AutoModelForCausalLM.from_pretrained(source.folder(), dtype=dtype or torch.float32)

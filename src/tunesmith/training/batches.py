@@ -1,8 +1,10 @@
 """Which records each optimizer step trains on, and how they are cut into micro-batches.
 
-Duplication is virtual: an epoch over K copies of N records is K independent shuffles of
-the N record indices, one after another, so two copies of a record share a batch only when
-they straddle the seam between two shuffles. Nothing is copied in memory.
+Duplication is virtual: an epoch over K copies of N records is K shuffles of the N record
+indices, one after another; nothing is copied in memory. Where a batch straddles the seam
+between two shuffles, the next shuffle starts with records not already in that batch, so
+two copies of a record never share a batch when N is at least the batch size (below that
+they cannot all be kept apart).
 
 Within an optimizer step the records are sorted by length and grouped into micro-batches
 of at most ``micro_batch_tokens`` padded tokens, so little compute goes to padding while
@@ -19,18 +21,24 @@ import torch
 from tunesmith.training.examples import Example
 
 
-def epoch_order(records: int, duplication: int, epoch: int, seed: int) -> list[int]:
+def epoch_order(records: int, duplication: int, epoch: int, seed: int, batch_size: int) -> list[int]:
     rng = random.Random(f"{seed}:{epoch}")
     order: list[int] = []
     for _ in range(duplication):
         copy = list(range(records))
         rng.shuffle(copy)
+        placed = len(order) % batch_size  # records already in the batch this copy continues
+        if placed:
+            open_batch = set(order[-placed:])
+            head = [i for i in copy if i not in open_batch][: batch_size - placed]
+            chosen = set(head)
+            copy = head + [i for i in copy if i not in chosen]
         order.extend(copy)
     return order
 
 
 def step_batches(records: int, duplication: int, batch_size: int, epoch: int, seed: int) -> list[list[int]]:
-    order = epoch_order(records, duplication, epoch, seed)
+    order = epoch_order(records, duplication, epoch, seed, batch_size)
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 

@@ -32,7 +32,7 @@ from tunesmith.training import batches
 from tunesmith.training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from tunesmith.training.config import TrainConfig
 from tunesmith.training.examples import TokenizedData, read_records, tokenize_records
-from tunesmith.training.loss import target_loss
+from tunesmith.training.loss import autocast_context, dataset_loss, target_loss
 from tunesmith.training.metrics import MetricsWriter
 from tunesmith.training.schedule import WarmupSchedule
 
@@ -162,18 +162,13 @@ class TrainingRun:
         return tokenize_records(records, self.tokenizer, self.config.kind, self.config.max_length)
 
     # -- the loop ---------------------------------------------------------------------------
-    def _autocast(self):
-        if self.autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast("cpu", dtype=self.autocast)
-
     def _forward_backward(self, indices: list[int]) -> float:
         examples = self.train_data.examples
         targets = sum(examples[i].target_count for i in indices)
         total = 0.0
         for group in batches.micro_batches(indices, examples, self.config.micro_batch_tokens):
             batch = batches.collate([examples[i] for i in group], self.tokenizer.pad_token_id)
-            with self._autocast():
+            with autocast_context(self.autocast):
                 loss_sum, _ = target_loss(self.model, batch)
             (loss_sum / targets).backward()
             total += loss_sum.item()
@@ -185,17 +180,9 @@ class TrainingRun:
     def validation_loss(self) -> float | None:
         if not self.valid_data or not self.valid_data.examples:
             return None
-        examples = self.valid_data.examples
-        self.model.eval()
-        total, count = 0.0, 0
-        with torch.no_grad():
-            for group in batches.micro_batches(list(range(len(examples))), examples, self.config.micro_batch_tokens):
-                batch = batches.collate([examples[i] for i in group], self.tokenizer.pad_token_id)
-                with self._autocast():
-                    loss_sum, n = target_loss(self.model, batch)
-                total, count = total + loss_sum.item(), count + n
-        self.model.train()
-        return total / count
+        return dataset_loss(
+            self.model, self.valid_data.examples, self.tokenizer.pad_token_id, self.config.micro_batch_tokens, self.autocast
+        )
 
     def train(self) -> RunState:
         config, state = self.config, self.state

@@ -7,6 +7,8 @@ next token is a target, skips that work for prompts and padding.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -22,3 +24,25 @@ def target_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, in
     if cap:
         logits = torch.tanh(logits / cap) * cap
     return F.cross_entropy(logits, labels, reduction="sum"), int(labels.numel())
+
+
+def autocast_context(dtype: torch.dtype | None):
+    """bf16 autocast on CPU when ``dtype`` is set, nothing otherwise."""
+    return torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def dataset_loss(model, examples, pad_id: int, micro_batch_tokens: int, autocast: torch.dtype | None = None) -> float:
+    """Mean loss per target token over ``examples`` (no gradients; eval mode restored after)."""
+    from tunesmith.training import batches
+
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for group in batches.micro_batches(list(range(len(examples))), examples, micro_batch_tokens):
+            batch = batches.collate([examples[i] for i in group], pad_id)
+            with autocast_context(autocast):
+                loss_sum, n = target_loss(model, batch)
+            total, count = total + loss_sum.item(), count + n
+    model.train(was_training)
+    return total / count if count else float("nan")

@@ -1,0 +1,31 @@
+"""``tunesmith quickstart``: see tunesmith work end to end in about ten minutes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tunesmith.cli.advise import print_advice
+from tunesmith.cli.errors import user_errors
+from tunesmith.cli.evaluate import comparison_table
+from tunesmith.cli.progress import training_progress
+from tunesmith.cli.render import console
+from tunesmith.quickstart.run import run_quickstart
+
+
+@click.command()
+@click.option("--output", default="tunesmith-quickstart", show_default=True, type=click.Path(path_type=str), help="Where to write data, model and report.")
+def quickstart(output: str) -> None:
+    """Build a small task, fine-tune micro with the advised hyperparameters, compare with the base model."""
+    with user_errors(), training_progress("fine-tuning micro") as on_step:
+        result = run_quickstart(
+            Path(output), say=lambda text: console.print(f"[bold]>[/] {text}"), on_step=on_step,
+            show_advice=lambda advice: print_advice(advice, None),
+        )
+    console.print(comparison_table([result.base, result.tuned]))
+    console.print(
+        f"exact match {result.base.exact_match:.0%} -> {result.tuned.exact_match:.0%} "
+        f"({result.gain_points:+.0f} points); training {result.train_seconds:.0f} s, total {result.total_seconds:.0f} s"
+    )
+    console.print(f"report: {result.folder / 'report.md'}")

@@ -1,0 +1,1 @@
+"""Model sources: tiers, configured models, result folders, HF folders and GGUF files."""

@@ -1,0 +1,75 @@
+"""train / evaluate / generate / models from the command line, on the tiny model."""
+
+import json
+
+from click.testing import CliRunner
+from transformers import AutoModelForCausalLM
+
+from conftest import arithmetic, conversation, write_jsonl
+from tunesmith.cli import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_train_evaluate_generate(in_tmp, tiny_model):
+    write_jsonl(in_tmp / "t.jsonl", arithmetic(40))
+    write_jsonl(in_tmp / "v.jsonl", arithmetic(8, start=100))
+    result = run("train", "t.jsonl", "--validation", "v.jsonl", "--model", tiny_model, "--output", "out",
+                 "--epochs", 1, "--learning-rate", "1e-4", "--warmup-steps", 1, "--precision", "fp32", "--json")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.output[result.output.index("{"):])
+    assert manifest["hyperParameters"]["sent"] == {"epochCount": "1", "learningRate": "1e-4", "learningRateWarmupSteps": "1"}
+    assert AutoModelForCausalLM.from_pretrained(in_tmp / "out" / "model") is not None
+
+    result = run("evaluate", "--model", "out", "--data", "v.jsonl", "--compare", tiny_model, "--max-new-tokens", 8, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output[result.output.index("{"):])
+    assert [r["records"] for r in data["results"]] == [8, 8]
+    assert {"loss", "perplexity", "exactMatch", "rougeL"} <= set(data["results"][0])
+    lines = (in_tmp / "v.predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 16 and set(json.loads(lines[0])) >= {"model", "prompt", "reference", "prediction", "exactMatch"}
+
+    write_jsonl(in_tmp / "prompts.jsonl", [conversation(f"What is {i} plus {i}?") for i in range(3)])
+    result = run("generate", "--model", "out", "--data", "prompts.jsonl", "--out", "answers.jsonl", "--max-new-tokens", 4)
+    assert result.exit_code == 0, result.output
+    answers = [json.loads(line) for line in (in_tmp / "answers.jsonl").read_text().splitlines()]
+    assert [a["messages"][-1]["role"] for a in answers] == ["assistant"] * 3
+    again = run("generate", "--model", "out", "--data", "prompts.jsonl", "--out", "answers.jsonl")
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_train_refuses_bad_input_without_a_traceback(in_tmp, tiny_model):
+    write_jsonl(in_tmp / "t.jsonl", arithmetic(20))
+    missing = run("train", "nope.jsonl", "--model", tiny_model, "--output", "o")
+    assert missing.exit_code == 1 and "nope.jsonl: file: no such file" in missing.output
+    bad_hp = run("train", "t.jsonl", "--model", tiny_model, "--output", "o", "--epochs", 9)
+    assert bad_hp.exit_code == 1 and "epochCount=9 is out of range: must be between 1 and 5" in bad_hp.output
+    lite = run("train", "t.jsonl", "--model", "lite", "--output", "o")
+    assert lite.exit_code == 1 and "no model is configured for the lite tier" in lite.output
+    mixed = run("train", "t.jsonl", "--output", "o", "--advised", "--epochs", 2)
+    assert mixed.exit_code == 2
+    assert not (in_tmp / "o" / "checkpoints").exists()
+
+
+def test_train_advised(in_tmp, tiny_model):
+    write_jsonl(in_tmp / "t.jsonl", arithmetic(20))
+    result = run("train", "t.jsonl", "--model", tiny_model, "--output", "o", "--advised", "--precision", "fp32", "--json")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((in_tmp / "o" / "manifest.json").read_text())
+    # 20 records on a custom model (batch 16): 5 epochs, 10x duplication, warmup 200/160 -> 1
+    assert manifest["hyperParameters"]["resolved"]["epochCount"] == "5" and manifest["duplicationFactor"] == 10
+    assert manifest["hyperParameters"]["resolved"]["learningRateWarmupSteps"] == "1"
+
+
+def test_models_list_json():
+    rows = json.loads(run("models", "list", "--json").output)
+    assert [r["name"] for r in rows] == ["micro", "lite", "pro"]
+    assert rows[1]["available"] is False and rows[0]["effectiveBatchSize"] == 64
+
+
+def test_bad_model_config_is_reported(in_tmp):
+    (in_tmp / "models.toml").write_text("[tiers.lite]\nsourc = 'x'\n")
+    result = run("models", "list")
+    assert result.exit_code == 1 and "tiers.lite.source: missing" in result.output

