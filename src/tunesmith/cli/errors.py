@@ -20,7 +20,7 @@ def user_errors() -> Iterator[None]:
         yield
     except DataError as exc:
         print_problems(exc.report.log)
-        fail(f"the data is not valid ({exc.report.log.error_count} error(s)); nothing was trained")
+        fail(f"the data is not valid ({exc.report.log.error_count} error(s)); nothing was done")
     except HyperparameterError as exc:
         fail("\n".join(p.message for p in exc.problems))
     except (ModelUnavailableError, ModelConfigError, OutputError, CheckpointError, TemplateError) as exc:

@@ -115,8 +115,13 @@ def validate_dataset(
     *,
     max_listed: int = DEFAULT_MAX_LISTED,
     on_progress: ProgressCallback | None = None,
+    check_limits: bool = True,
 ) -> ValidationReport:
-    """Validate ``training`` and any ``validation`` files; never raises for bad data."""
+    """Validate ``training`` and any ``validation`` files; never raises for bad data.
+
+    ``check_limits=False`` skips the hosted service's record counts (for evaluation or
+    generation data, which is not a training set).
+    """
     kind = DatasetKind(kind)
     log = ProblemLog(max_listed=max_listed)
     lint = QualityLint(log)
@@ -130,7 +135,7 @@ def validate_dataset(
         valid_stats.append(stats)
         parsed += count
     prompts = train_stats.prompt_only + sum(s.prompt_only for s in valid_stats)
-    if parsed or not log.error_count:  # a missing file needs no "0 records" on top
+    if check_limits and (parsed or not log.error_count):  # a missing file needs no "0 records" on top
         _check_limits(kind, training_path, parsed, prompts, log)
     comparison = lint.finish([train_stats], valid_stats)
     return ValidationReport(kind, train_stats, valid_stats, log, comparison)

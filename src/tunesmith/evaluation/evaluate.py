@@ -69,7 +69,7 @@ def evaluate(
 
     ``loaded`` may pass an already loaded ``(model, tokenizer)`` to skip loading.
     """
-    report = validate_dataset(data, kind=DatasetKind.FINE_TUNING)
+    report = validate_dataset(data, kind=DatasetKind.FINE_TUNING, check_limits=False)
     if not report.valid:
         raise DataError(report)
     source = resolve_model(model_spec)
