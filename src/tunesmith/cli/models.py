@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
+import struct
+from pathlib import Path
+
 import click
 
 from tunesmith.cli.errors import user_errors
@@ -19,55 +24,25 @@ def models() -> None:
 
 
 def _row(name: str) -> dict:
+    batch = TIERS[name].effective_batch_size if name in TIERS else None
     try:
         source = resolve_model(name)
     except ModelUnavailableError as exc:
-        return {"name": name, "source": str(exc).splitlines()[0], "available": False, "parameters": None,
-                "effectiveBatchSize": TIERS[name].effective_batch_size if name in TIERS else None}
-    available, parameters = True, None
-    try:
-        folder = source.folder() if source.kind != "builtin-gguf" else None
-        if source.kind == "builtin-gguf":
-            from tunesmith.models.gguf_cache import micro_gguf
-
-            micro_gguf()
-        if folder is not None and source.kind != "hub":
-            available = (folder / "config.json").exists()
-        parameters = _parameter_count(source) if available else None
-    except ModelUnavailableError as exc:
-        available = False
-    return {"name": name, "source": source.describe(), "available": available, "parameters": parameters,
-            "effectiveBatchSize": source.tier.effective_batch_size}
+        return {"name": name, "source": str(exc).splitlines()[0], "available": False, "parameters": None, "effectiveBatchSize": batch}
+    folder = source.prepared_folder()
+    return {
+        "name": name, "source": source.describe(), "available": source.available(),
+        "parameters": _parameter_count(folder) if folder else None, "effectiveBatchSize": source.tier.effective_batch_size,
+    }
 
 
-def _parameter_count(source) -> int | None:
-    """From the cached safetensors header, without loading the model (None before `pull`)."""
-    import json
-    import struct
-
-    from tunesmith.models.gguf_cache import COMPLETE_MARKER
-
-    if source.kind == "builtin-gguf":
-        from tunesmith.models.gguf_cache import MICRO_SHA256
-        from tunesmith.models.config import home
-
-        folder = home() / "models" / f"SmolLM2-135M-Instruct-{MICRO_SHA256[:12]}"
-        if not (folder / COMPLETE_MARKER).exists():
-            return None
-    elif source.kind == "hub":
-        return None
-    else:
-        folder = source.folder()
+def _parameter_count(folder: Path) -> int | None:
+    """From the safetensors headers, without loading the model."""
     total = 0
     for path in folder.glob("*.safetensors"):
         with path.open("rb") as handle:
             header = json.loads(handle.read(struct.unpack("<Q", handle.read(8))[0]))
-        for name, entry in header.items():
-            if name != "__metadata__":
-                count = 1
-                for dim in entry["shape"]:
-                    count *= dim
-                total += count
+        total += sum(math.prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
     return total or None
 
 
@@ -82,7 +57,7 @@ def list_models(as_json: bool) -> None:
         print_json(rows)
         return
     console.print(table(None, ["Model", "Available", "Parameters", "Batch", "Source"], [
-        [r["name"], "yes" if r["available"] else "no", f"{r['parameters'] / 1e6:.0f}M" if r["parameters"] else "-",
+        [r["name"], "yes" if r["available"] else "no", f"{r['parameters'] / 1e6:.0f}M" if r["parameters"] else "- (pull)" if r["available"] else "-",
          r["effectiveBatchSize"] or "-", r["source"]] for r in rows
     ]))
     console.print(f"\nConfigure lite, pro or other models in {config_path()} (see README).")

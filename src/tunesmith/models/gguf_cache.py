@@ -47,6 +47,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def cache_location(name: str, digest: str) -> Path:
+    return config.home() / "models" / f"{name}-{digest[:12]}"
+
+
+def is_cached(gguf: Path, name: str) -> bool:
+    """Whether ``gguf`` has been converted already (no conversion happens here)."""
+    return (cache_location(name, sha256_of(gguf)) / COMPLETE_MARKER).exists()
+
+
 def cached_folder(gguf: Path, name: str, expected_sha256: str | None = None) -> Path:
     """The safetensors folder for ``gguf``, converting it on first use.
 
@@ -56,7 +65,7 @@ def cached_folder(gguf: Path, name: str, expected_sha256: str | None = None) -> 
     digest = sha256_of(gguf)
     if expected_sha256 and digest != expected_sha256:
         raise ModelUnavailableError(f"{gguf}: sha256 {digest} does not match the expected {expected_sha256}; reinstall it")
-    folder = config.home() / "models" / f"{name}-{digest[:12]}"
+    folder = cache_location(name, digest)
     if (folder / COMPLETE_MARKER).exists():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith.models.config import ConfiguredModel, config_path, load_model_config
-from tunesmith.models.gguf_cache import MICRO_SHA256, ModelUnavailableError, cached_folder, micro_gguf
+from tunesmith.models.gguf_cache import MICRO_SHA256, ModelUnavailableError, cached_folder, is_cached, micro_gguf
 from tunesmith.tiers import TIERS, ModelTier, UnknownModelError, resolve_tier
 
 
@@ -38,6 +38,29 @@ class ModelSource:
         if self.kind == "result":
             return Path(self.location) / "model"
         return self.location if self.kind == "hub" else Path(self.location)
+
+    def prepared_folder(self) -> Path | None:
+        """The loadable folder if it exists already (nothing is converted); None otherwise."""
+        if self.kind == "hub":
+            return None
+        if self.kind in ("builtin-gguf", "gguf"):
+            gguf = micro_gguf() if self.kind == "builtin-gguf" else Path(self.location)
+            name = "SmolLM2-135M-Instruct" if self.kind == "builtin-gguf" else gguf.stem
+            return self.folder() if gguf.is_file() and is_cached(gguf, name) else None
+        folder = Path(self.folder())
+        return folder if (folder / "config.json").is_file() else None
+
+    def available(self) -> bool:
+        """Whether it can be loaded here without the network."""
+        if self.kind == "builtin-gguf":
+            try:
+                micro_gguf()
+            except ModelUnavailableError:
+                return False
+            return True
+        if self.kind == "gguf":
+            return Path(self.location).is_file()
+        return self.prepared_folder() is not None
 
     def describe(self) -> str:
         return {
