@@ -73,3 +73,18 @@ def test_bad_model_config_is_reported(in_tmp):
     (in_tmp / "models.toml").write_text("[tiers.lite]\nsourc = 'x'\n")
     result = run("models", "list")
     assert result.exit_code == 1 and "tiers.lite.source: missing" in result.output
+
+
+def test_validate_counts_tokens_with_a_models_tokenizer(in_tmp, tiny_model):
+    write_jsonl(in_tmp / "t.jsonl", arithmetic(10))
+    result = run("validate", "t.jsonl", "--tokens", tiny_model, "--json")
+    assert result.exit_code == 0, result.output
+    tokens = json.loads(result.output)["stats"]["tokens"]
+    assert tokens["total"] > 0 and set(tokens["perRecord"]) == {"min", "median", "p95", "max"}
+    assert "tokens (" in run("validate", "t.jsonl", "--tokens", tiny_model).output
+
+
+def test_chat_keeps_the_conversation(in_tmp, tiny_model):
+    result = CliRunner().invoke(cli, ["chat", "--model", str(tiny_model), "--max-new-tokens", "3"], input="What is 1 plus 1?\nAnd 2?\n\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("you> ") == 3 and result.output.count("> ") >= 5

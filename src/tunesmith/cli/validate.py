@@ -73,14 +73,36 @@ def print_report(report: ValidationReport) -> None:
 @kind_option
 @json_option
 @click.option("--max-problems", default=DEFAULT_MAX_LISTED, show_default=True, type=click.IntRange(1), help="Errors and warnings to list (the rest are counted).")
-def validate(file: str, validation: tuple[str, ...], kind: str, as_json: bool, max_problems: int) -> None:
+@click.option("--tokens", "model_spec", metavar="MODEL", help="Also count tokens per record with MODEL's tokenizer and chat template.")
+def validate(file: str, validation: tuple[str, ...], kind: str, as_json: bool, max_problems: int, model_spec: str | None) -> None:
     """Validate FILE (JSON Lines) and report every problem as FILE:LINE: field: message.
 
     Exits 0 when the data is valid (warnings allowed), 1 when it is not.
     """
     report = run_validation(file, validation, kind, max_problems)
+    tokens = _token_stats([file, *validation], report.kind, model_spec) if model_spec and report.valid else None
     if as_json:
-        print_json(report.as_dict())
+        data = report.as_dict()
+        if tokens:
+            data["stats"]["tokens"] = tokens
+        print_json(data)
     else:
         print_report(report)
+        if tokens:
+            click.echo(f"tokens ({model_spec}): {tokens['total']:,} in all; per record {_fmt(tokens['perRecord'])}")
     raise SystemExit(0 if report.valid else 1)
+
+
+def _token_stats(paths: list[str], kind, model_spec: str) -> dict:
+    from array import array
+
+    from tunesmith.cli.errors import user_errors
+    from tunesmith.datasets.stats import distribution
+    from tunesmith.models.loading import load_tokenizer
+    from tunesmith.models.registry import resolve_model
+    from tunesmith.training.examples import read_records, record_token_count
+
+    with user_errors():
+        tokenizer = load_tokenizer(resolve_model(model_spec))
+        counts = array("I", (record_token_count(tokenizer, r, kind) for path in paths for r in read_records(path)))
+    return {"model": model_spec, "total": sum(counts), "perRecord": distribution(counts)}

@@ -114,3 +114,12 @@ def tokenize_records(records: Iterable[dict[str, Any]], tokenizer, kind: Dataset
             continue
         data.examples.append(example)
     return data
+
+
+def record_token_count(tokenizer, record: dict[str, Any], kind: DatasetKind) -> int:
+    """Tokens of one record as the model will see it (chat template included)."""
+    if kind is DatasetKind.PRETRAINING:
+        return len(tokenize_text(tokenizer, record["text"], 1 << 30)[0])
+    messages = chat_messages(record)
+    text = _render(tokenizer, messages, add_generation_prompt=messages[-1]["role"] == "user")
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
