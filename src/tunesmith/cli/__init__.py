@@ -11,6 +11,7 @@ from tunesmith.cli.hyperparameters import hyperparameters
 from tunesmith.cli.evaluate import chat, evaluate, generate
 from tunesmith.cli.models import models
 from tunesmith.cli.quickstart import quickstart
+from tunesmith.cli.serve import serve
 from tunesmith.cli.train import train
 from tunesmith.cli.validate import validate
 
@@ -21,7 +22,7 @@ def cli() -> None:
     """Customize language models on your own hardware, with Amazon Nova's hyperparameters and guidance."""
 
 
-for command in (hyperparameters, validate, advise, duplicate, models, train, evaluate, generate, chat, quickstart):
+for command in (hyperparameters, validate, advise, duplicate, models, train, evaluate, generate, chat, quickstart, serve):
     cli.add_command(command)
 
 

@@ -1,0 +1,29 @@
+"""``tunesmith serve``: the Bedrock-compatible job service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tunesmith.models.config import home as default_home
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback by default; expose deliberately.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--home", "home_dir", type=click.Path(path_type=str), help="Jobs, models and database (default: TUNESMITH_HOME/service).")
+@click.option("--database", help="SQLAlchemy URL (default: SQLite in --home; PostgreSQL URLs work too).")
+@click.option("--allow-path", "allowed", multiple=True, type=click.Path(path_type=str), help="A local folder jobs may read data from and write outputs to (repeatable).")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1), help="Jobs trained at once.")
+def serve(host: str, port: int, home_dir: str | None, database: str | None, allowed: tuple[str, ...], concurrency: int) -> None:
+    """Serve Bedrock's model-customization API; jobs train in worker processes."""
+    import uvicorn
+
+    from tunesmith.service.app import ServiceSettings, create_app
+
+    settings = ServiceSettings(
+        home=Path(home_dir) if home_dir else default_home() / "service", database_url=database,
+        allowed_roots=[str(Path(p).resolve()) for p in allowed] or [str(Path.cwd())], concurrency=concurrency,
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

@@ -1,0 +1,126 @@
+"""Jobs and custom models, persisted with SQLAlchemy.
+
+The embedded default is SQLite in WAL mode under the service home (the API process and its
+worker processes share it); any SQLAlchemy URL, PostgreSQL included, works instead.
+Uniqueness (one job per name, one model per name, one job per client token) is enforced by
+the database, so concurrent creates of the same name have exactly one winner.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import string
+from typing import Any, Iterator
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, create_engine, event, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_id() -> str:
+    """12 lowercase alphanumerics, as in the hosted service's ARNs."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(1011), unique=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    client_token: Mapped[str | None] = mapped_column(String(256), unique=True, nullable=True)
+    request: Mapped[dict] = mapped_column(JSON)
+    """The create request as received (normalised), replayed by the worker."""
+    base_model_arn: Mapped[str] = mapped_column(String(1011))
+    customization_type: Mapped[str] = mapped_column(String(32))
+    output_model_name: Mapped[str] = mapped_column(String(63))
+    output_model_arn: Mapped[str | None] = mapped_column(String(1011), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="InProgress")
+    phases: Mapped[dict] = mapped_column(JSON)
+    """validationDetails / dataProcessingDetails / trainingDetails: {status, creationTime, lastModifiedTime}."""
+    failure_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    training_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    validation_losses: Mapped[list] = mapped_column(JSON, default=list)
+    checkpoints: Mapped[list] = mapped_column(JSON, default=list)
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    modified: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CustomModel(Base):
+    __tablename__ = "custom_models"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(1011), unique=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    job_arn: Mapped[str] = mapped_column(String(1011))
+    job_name: Mapped[str] = mapped_column(String(63))
+    base_model_arn: Mapped[str] = mapped_column(String(1011))
+    customization_type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="Creating")
+    folder: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The result folder holding model/, adapter/ and manifest.json."""
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:  # SQLite drops the zone
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+@event.listens_for(Job, "load")
+@event.listens_for(CustomModel, "load")
+def _restore_zones(target: Any, context: Any) -> None:
+    for name in ("created", "modified", "ended"):
+        if hasattr(target, name):
+            setattr(target, name, _as_utc(getattr(target, name)))
+
+
+class JobStore:
+    """Sessions on one database; ``url`` defaults to SQLite under the service home."""
+
+    def __init__(self, url: str):
+        self.url = url
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        self.engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            @event.listens_for(self.engine, "connect")
+            def _sqlite_pragmas(connection, record):  # WAL: readers never block the writer
+                cursor = connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.close()
+        Base.metadata.create_all(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def job(self, session: Session, identifier: str) -> Job | None:
+        """By name or ARN."""
+        column = Job.arn if identifier.startswith("arn:") else Job.name
+        return session.scalar(select(Job).where(column == identifier))
+
+    def model(self, session: Session, identifier: str) -> CustomModel | None:
+        column = CustomModel.arn if identifier.startswith("arn:") else CustomModel.name
+        return session.scalar(select(CustomModel).where(column == identifier))
+
+    def jobs_to_run(self, session: Session) -> Iterator[Job]:
+        return iter(session.scalars(select(Job).where(Job.status == "InProgress", Job.worker_pid.is_(None)).order_by(Job.created)).all())

@@ -1,0 +1,109 @@
+"""Store rows as the hosted API's JSON shapes (GetModelCustomizationJob and friends)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from tunesmith.service.store import CustomModel, Job
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+def timestamp(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+
+
+def job_arn(base_model_id: str, job_id: str) -> str:
+    return f"arn:aws:bedrock:{REGION}:{ACCOUNT}:model-customization-job/{base_model_id}/{job_id}"
+
+
+def model_arn(base_model_id: str, model_id: str) -> str:
+    return f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model/{base_model_id}/{model_id}"
+
+
+def foundation_model_arn(base_model_id: str) -> str:
+    return f"arn:aws:bedrock:{REGION}::foundation-model/{base_model_id}"
+
+
+def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def status_details(job: Job) -> dict[str, Any]:
+    return {
+        key: _drop_none({"status": phase["status"], "creationTime": phase.get("creationTime"), "lastModifiedTime": phase.get("lastModifiedTime")})
+        for key, phase in job.phases.items()
+    }
+
+
+def job_detail(job: Job) -> dict[str, Any]:
+    request = job.request
+    return _drop_none({
+        "jobArn": job.arn,
+        "jobName": job.name,
+        "outputModelName": job.output_model_name,
+        "outputModelArn": job.output_model_arn,
+        "clientRequestToken": job.client_token,
+        "roleArn": request["roleArn"],
+        "status": job.status,
+        "statusDetails": status_details(job),
+        "failureMessage": job.failure_message,
+        "creationTime": timestamp(job.created),
+        "lastModifiedTime": timestamp(job.modified),
+        "endTime": timestamp(job.ended),
+        "baseModelArn": job.base_model_arn,
+        "hyperParameters": request.get("hyperParametersResolved"),
+        "trainingDataConfig": request["trainingDataConfig"],
+        "validationDataConfig": request.get("validationDataConfig") or {"validators": []},
+        "outputDataConfig": request["outputDataConfig"],
+        "customizationType": job.customization_type,
+        "trainingMetrics": {"trainingLoss": job.training_loss} if job.training_loss is not None else None,
+        "validationMetrics": [{"validationLoss": v} for v in job.validation_losses] or None,
+        "checkpoints": job.checkpoints or None,
+    })
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    return _drop_none({
+        "jobArn": job.arn,
+        "baseModelArn": job.base_model_arn,
+        "jobName": job.name,
+        "status": job.status,
+        "statusDetails": status_details(job),
+        "lastModifiedTime": timestamp(job.modified),
+        "creationTime": timestamp(job.created),
+        "endTime": timestamp(job.ended),
+        "customModelArn": job.output_model_arn,
+        "customModelName": job.output_model_name,
+        "customizationType": job.customization_type,
+    })
+
+
+def model_detail(model: CustomModel, job: Job | None) -> dict[str, Any]:
+    request = job.request if job else {}
+    return _drop_none({
+        "modelArn": model.arn,
+        "modelName": model.name,
+        "jobName": model.job_name,
+        "jobArn": model.job_arn,
+        "baseModelArn": model.base_model_arn,
+        "customizationType": model.customization_type,
+        "hyperParameters": request.get("hyperParametersResolved"),
+        "trainingDataConfig": request.get("trainingDataConfig"),
+        "validationDataConfig": request.get("validationDataConfig"),
+        "outputDataConfig": request.get("outputDataConfig"),
+        "trainingMetrics": {"trainingLoss": job.training_loss} if job and job.training_loss is not None else None,
+        "validationMetrics": [{"validationLoss": v} for v in job.validation_losses] if job and job.validation_losses else None,
+        "creationTime": timestamp(model.created),
+        "modelStatus": model.status,
+    })
+
+
+def model_summary(model: CustomModel) -> dict[str, Any]:
+    return {
+        "modelArn": model.arn, "modelName": model.name, "creationTime": timestamp(model.created),
+        "baseModelArn": model.base_model_arn, "baseModelName": model.base_model_arn.rsplit("/", 1)[-1],
+        "customizationType": model.customization_type, "ownerAccountId": ACCOUNT, "modelStatus": model.status,
+    }
