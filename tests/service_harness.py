@@ -82,3 +82,34 @@ def wait_for(client, job_arn: str, statuses: set[str], timeout: float = 120) -> 
             return job
         time.sleep(0.3)
     raise AssertionError(f"job still {job['status']} after {timeout}s: {job}")
+
+
+class ApiOnlyServer:
+    """The API without workers, in a thread: for control-plane tests that must not train."""
+
+    def __init__(self, home: Path, allowed: Path):
+        import threading
+
+        import uvicorn
+
+        from tunesmith.service.app import ServiceSettings, create_app
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        settings = ServiceSettings(home=home, allowed_roots=[str(allowed)], run_workers=False)
+        self.app = create_app(settings)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "ApiOnlyServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    client = Server.client

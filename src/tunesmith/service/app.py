@@ -6,6 +6,7 @@ Routes (botocore ``bedrock`` client, apiVersion 2023-04-20):
   GET    /model-customization-jobs/{job}                GetModelCustomizationJob
   POST   /model-customization-jobs/{job}/stop           StopModelCustomizationJob
   GET    /model-customization-jobs/{job}/events         (tunesmith) the job's events, JSON lines
+  GET    /model-customization-jobs/{job}/checkpoints    (tunesmith) the job's checkpoints
   GET    /custom-models, /custom-models/{model}         ListCustomModels, GetCustomModel
   DELETE /custom-models/{model}                         DeleteCustomModel
 """

@@ -159,6 +159,15 @@ async def job_events(request: Request, identifier: str) -> Response:
     return Response("".join(line + "\n" for line in lines), media_type="application/x-ndjson")
 
 
+@router.get("/model-customization-jobs/{identifier:path}/checkpoints")
+async def job_checkpoints(request: Request, identifier: str) -> Response:
+    """tunesmith's addition: the job's checkpoints (botocore drops fields its model lacks)."""
+    store = request.app.state.store
+    with store.session() as session:
+        job = _job_or_404(store, session, identifier)
+        return JSONResponse({"jobArn": job.arn, "checkpoints": job.checkpoints})
+
+
 @router.post("/model-customization-jobs/{identifier:path}/stop")
 async def stop_job(request: Request, identifier: str) -> Response:
     store = request.app.state.store

@@ -97,7 +97,7 @@ class Supervisor:
                     process = subprocess.Popen(
                         [sys.executable, "-m", "tunesmith.service.worker", "--home", str(self.home),
                          "--database", self.store.url, "--job", job.id],
-                        stdout=log, stderr=log, start_new_session=True,
+                        stdout=log, stderr=log,  # same process group: killing the server kills its workers
                     )
                 job.worker_pid = process.pid
                 job.modified = utcnow()

@@ -106,9 +106,12 @@ class JobWorker:
         if self.job().stop_requested:
             self.run.request_stop()
         state = self.run.train()
-        if state.stopped:
+        if state.stopped and self.job().stop_requested:
             self.update(status="Stopped", ended=utcnow(), phases={"trainingDetails": "Stopped"}, worker_pid=None,
                         checkpoints=self._checkpoints())
+            return
+        if state.stopped:  # SIGINT/SIGTERM (server shutting down): queue it to resume from the checkpoint
+            self.update(worker_pid=None, checkpoints=self._checkpoints())
             return
         manifest = write_results(self.run)
         self._publish(job, request["outputDataConfig"]["s3Uri"])
