@@ -49,3 +49,21 @@ def test_micro_fine_tunes_a_few_steps(shared_home, tmp_path):
     assert len(rows) == 3
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "model").config.model_type == "llama"
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["baseModel"].startswith("SmolLM2-135M-Instruct")
+
+
+def test_micro_through_the_runtime_api(shared_home, tmp_path):
+    from service_harness import ApiOnlyServer
+
+    messages = [{"role": "user", "content": [{"text": "What is the capital of France?"}]}]
+    config = {"maxTokens": 24, "temperature": 0}
+    with ApiOnlyServer(tmp_path / "home", tmp_path) as server:
+        runtime = server.client("bedrock-runtime")
+        answer = runtime.converse(modelId="amazon.nova-micro-v1:0", messages=messages, inferenceConfig=config)
+        text = answer["output"]["message"]["content"][0]["text"]
+        assert "Paris" in text
+        events = list(runtime.converse_stream(modelId="amazon.nova-micro-v1:0", messages=messages, inferenceConfig=config)["stream"])
+        deltas = [e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e]
+        assert len(deltas) > 1 and "".join(deltas) == text
+        assert events[-1]["metadata"]["usage"] == answer["usage"]
+        cut = runtime.converse(modelId="micro", messages=messages, inferenceConfig={**config, "stopSequences": ["Paris"]})
+        assert cut["stopReason"] == "stop_sequence" and "Paris" not in cut["output"]["message"]["content"][0]["text"]

@@ -80,6 +80,22 @@ def test_job_on_s3_runs_to_completed_and_publishes_metrics(world, s3, monkeypatc
         assert [m["modelName"] for m in client.list_custom_models()["modelSummaries"]] == ["s3-job-model"]
         events = urllib.request.urlopen(f"{server.url}/model-customization-jobs/s3-job/events").read().decode().splitlines()
         assert [json.loads(e)["event"] for e in events].count("step") == 6
+
+        deployment = client.create_custom_model_deployment(modelDeploymentName="s3-deploy", modelArn=job["outputModelArn"])
+        deployment_arn = deployment["customModelDeploymentArn"]
+        assert client.get_custom_model_deployment(customModelDeploymentIdentifier=deployment_arn)["status"] == "Active"
+        assert [d["customModelDeploymentName"] for d in client.list_custom_model_deployments()["modelDeploymentSummaries"]] == ["s3-deploy"]
+        runtime = server.client("bedrock-runtime")
+        messages = [{"role": "user", "content": [{"text": "What is 3 plus 3?"}]}]
+        config = {"maxTokens": 6, "temperature": 0}
+        answer = runtime.converse(modelId=deployment_arn, messages=messages, inferenceConfig=config)
+        assert answer["usage"]["outputTokens"] <= 6
+        streamed = list(runtime.converse_stream(modelId=deployment_arn, messages=messages, inferenceConfig=config)["stream"])
+        text = "".join(e["contentBlockDelta"]["delta"]["text"] for e in streamed if "contentBlockDelta" in e)
+        assert text == answer["output"]["message"]["content"][0]["text"]
+        by_model = runtime.converse(modelId=job["outputModelArn"], messages=messages, inferenceConfig=config)
+        assert by_model["output"] == answer["output"]
+        client.delete_custom_model_deployment(customModelDeploymentIdentifier=deployment_arn)
         client.delete_custom_model(modelIdentifier="s3-job-model")
         assert client.list_custom_models()["modelSummaries"] == []
     finally:

@@ -9,6 +9,9 @@ Routes (botocore ``bedrock`` client, apiVersion 2023-04-20):
   GET    /model-customization-jobs/{job}/checkpoints    (tunesmith) the job's checkpoints
   GET    /custom-models, /custom-models/{model}         ListCustomModels, GetCustomModel
   DELETE /custom-models/{model}                         DeleteCustomModel
+  POST/GET/DELETE /model-customization/custom-model-deployments[/{id}]   deployments
+and the runtime (botocore ``bedrock-runtime``), in ``runtime.py``:
+  POST   /model/{modelId}/converse, /converse-stream, /invoke
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from tunesmith.service.errors import ServiceError
+from tunesmith.service import deployments, runtime
 from tunesmith.service import jobs as job_routes
+from tunesmith.service.inference import ModelCache
 from tunesmith.service.store import JobStore
 from tunesmith.service.supervisor import Supervisor
 
@@ -77,5 +82,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     async def health() -> Response:
         return PlainTextResponse("ok")
 
+    app.state.models = ModelCache()
     app.include_router(job_routes.router)
+    app.include_router(deployments.router)
+    app.include_router(runtime.router)
     return app

@@ -77,6 +77,22 @@ class CustomModel(Base):
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Deployment(Base):
+    """A custom model made invocable (CreateCustomModelDeployment): here, simply a name for it."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(1011), unique=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    model_arn: Mapped[str] = mapped_column(String(1011))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    client_token: Mapped[str | None] = mapped_column(String(256), unique=True, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="Active")
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    modified: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:  # SQLite drops the zone
         return value.replace(tzinfo=dt.timezone.utc)
@@ -85,6 +101,7 @@ def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
 
 @event.listens_for(Job, "load")
 @event.listens_for(CustomModel, "load")
+@event.listens_for(Deployment, "load")
 def _restore_zones(target: Any, context: Any) -> None:
     for name in ("created", "modified", "ended"):
         if hasattr(target, name):
@@ -121,6 +138,10 @@ class JobStore:
     def model(self, session: Session, identifier: str) -> CustomModel | None:
         column = CustomModel.arn if identifier.startswith("arn:") else CustomModel.name
         return session.scalar(select(CustomModel).where(column == identifier))
+
+    def deployment(self, session: Session, identifier: str) -> Deployment | None:
+        column = Deployment.arn if identifier.startswith("arn:") else Deployment.name
+        return session.scalar(select(Deployment).where(column == identifier))
 
     def jobs_to_run(self, session: Session) -> Iterator[Job]:
         return iter(session.scalars(select(Job).where(Job.status == "InProgress", Job.worker_pid.is_(None)).order_by(Job.created)).all())

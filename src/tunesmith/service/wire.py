@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from tunesmith.service.store import CustomModel, Job
+from tunesmith.service.store import CustomModel, Deployment, Job
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -106,4 +106,24 @@ def model_summary(model: CustomModel) -> dict[str, Any]:
         "modelArn": model.arn, "modelName": model.name, "creationTime": timestamp(model.created),
         "baseModelArn": model.base_model_arn, "baseModelName": model.base_model_arn.rsplit("/", 1)[-1],
         "customizationType": model.customization_type, "ownerAccountId": ACCOUNT, "modelStatus": model.status,
+    }
+
+
+def deployment_arn(deployment_id: str) -> str:
+    return f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model-deployment/{deployment_id}"
+
+
+def deployment_detail(deployment: Deployment) -> dict[str, Any]:
+    return _drop_none({
+        "customModelDeploymentArn": deployment.arn, "modelDeploymentName": deployment.name, "modelArn": deployment.model_arn,
+        "createdAt": timestamp(deployment.created), "status": deployment.status, "description": deployment.description,
+        "lastUpdatedAt": timestamp(deployment.modified),
+    })
+
+
+def deployment_summary(deployment: Deployment) -> dict[str, Any]:
+    return {
+        "customModelDeploymentArn": deployment.arn, "customModelDeploymentName": deployment.name,
+        "modelArn": deployment.model_arn, "createdAt": timestamp(deployment.created), "status": deployment.status,
+        "lastUpdatedAt": timestamp(deployment.modified),
     }

@@ -1,0 +1,161 @@
+"""Loaded models for the runtime API: resolve a model id, keep a bounded cache, generate.
+
+Models stay loaded between calls (least recently used first out, ``MAX_LOADED`` at once).
+Generation runs under a lock per model: one CPU model serves one request at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from tunesmith.evaluation.generation import Completion, GenerationSettings, generate
+from tunesmith.service.errors import ResourceNotFoundException, ValidationException
+
+MAX_LOADED = 2
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: Any
+    tokenizer: Any
+    lock: threading.Lock
+
+
+class ModelCache:
+    def __init__(self, capacity: int = MAX_LOADED):
+        self.capacity = capacity
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, spec: str) -> LoadedModel:
+        """The model for ``spec`` (anything :func:`resolve_model` accepts), loading it once."""
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+        from tunesmith.models.gguf_cache import ModelUnavailableError
+        from tunesmith.models.loading import load_model, load_tokenizer
+        from tunesmith.models.registry import resolve_model
+
+        try:
+            source = resolve_model(spec)
+            loaded = LoadedModel(source.name, load_model(source), load_tokenizer(source), threading.Lock())
+        except ModelUnavailableError as exc:
+            raise ValidationException(str(exc)) from exc
+        with self._lock:
+            self._models[key] = loaded
+            while len(self._models) > self.capacity:
+                self._models.popitem(last=False)
+        return loaded
+
+
+def settings_from(config: dict[str, Any] | None) -> GenerationSettings:
+    """Converse's ``inferenceConfig`` (and Nova's snake_case spellings) as generation settings."""
+    config = config or {}
+    max_tokens = config.get("maxTokens", config.get("max_new_tokens", 512))
+    temperature = config.get("temperature", 0.7)
+    top_p = config.get("topP", config.get("top_p", 0.9))
+    stops = config.get("stopSequences") or []
+    if not isinstance(max_tokens, int) or not 1 <= max_tokens <= 8192:
+        raise ValidationException(f"inferenceConfig.maxTokens {max_tokens!r} is out of range: must be between 1 and 8192")
+    if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1:
+        raise ValidationException(f"inferenceConfig.temperature {temperature!r} is out of range: must be between 0 and 1")
+    if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        raise ValidationException(f"inferenceConfig.topP {top_p!r} is out of range: must be greater than 0 and at most 1")
+    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) or len(stops) > 4:
+        raise ValidationException("inferenceConfig.stopSequences must be a list of at most 4 non-empty strings")
+    return GenerationSettings(max_new_tokens=max_tokens, temperature=float(temperature), top_p=float(top_p), stop=tuple(stops), batch_size=1)
+
+
+def chat_from(messages: Any, system: Any) -> list[dict[str, str]]:
+    """Converse/Nova messages and system blocks as a chat-template message list."""
+    if not isinstance(messages, list) or not messages:
+        raise ValidationException("messages must be a non-empty list")
+    chat = []
+    if system:
+        if not isinstance(system, list) or not all(isinstance(b, dict) and isinstance(b.get("text"), str) for b in system):
+            raise ValidationException('system must be a list of {"text": "..."} blocks')
+        chat.append({"role": "system", "content": "\n".join(b["text"] for b in system)})
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise ValidationException(f"messages[{i}].role must be user or assistant")
+        blocks = message.get("content")
+        if not isinstance(blocks, list) or not blocks:
+            raise ValidationException(f"messages[{i}].content must be a non-empty list of content blocks")
+        texts = []
+        for j, block in enumerate(blocks):
+            if not isinstance(block, dict) or not isinstance(block.get("text"), str):
+                raise ValidationException(f"messages[{i}].content[{j}]: only text blocks are supported by this tunesmith build")
+            texts.append(block["text"])
+        chat.append({"role": message["role"], "content": "\n".join(texts)})
+    if chat[-1]["role"] != "user":
+        raise ValidationException("the last message must be from the user")
+    return chat
+
+
+def complete(loaded: LoadedModel, chat: list[dict[str, str]], settings: GenerationSettings) -> tuple[Completion, int]:
+    """One answer and the latency in ms."""
+    started = time.perf_counter()
+    with loaded.lock:
+        [completion] = generate(loaded.model, loaded.tokenizer, [chat], settings)
+    return completion, int((time.perf_counter() - started) * 1000)
+
+
+def stream(loaded: LoadedModel, chat: list[dict[str, str]], settings: GenerationSettings) -> Iterator[tuple[str, Any]]:
+    """Yields ("delta", text) pieces, then ("done", (stop_reason, input_tokens, output_tokens))."""
+    from transformers import TextIteratorStreamer
+
+    import torch
+
+    from tunesmith.evaluation.generation import render_prompt
+
+    tokenizer, model = loaded.tokenizer, loaded.model
+    with loaded.lock:
+        encoded = tokenizer([render_prompt(tokenizer, chat)], return_tensors="pt", add_special_tokens=False)
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "pad_token_id": tokenizer.pad_token_id, "streamer": streamer}
+        if settings.temperature > 0:
+            kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        result: dict[str, Any] = {}
+
+        def run() -> None:
+            with torch.no_grad():
+                result["output"] = model.generate(**encoded, **kwargs)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        # The answer is text.strip(), as in Converse: hold back leading and trailing whitespace,
+        # and the last characters that could begin a stop sequence.
+        text, sent, reason = "", 0, None
+        holdback = max((len(s) for s in settings.stop), default=1) - 1
+        for piece in streamer:
+            text += piece
+            hit = next((s for s in settings.stop if s in text), None)
+            if hit:
+                text, reason = text[: text.index(hit)], "stop_sequence"
+                break
+            visible = text.lstrip()
+            safe = min(len(visible.rstrip()), len(visible) - holdback)
+            if safe > sent:
+                yield "delta", visible[sent:safe]
+                sent = safe
+        if reason is not None:  # stopped early: drain so the generating thread can finish
+            for _ in streamer:
+                pass
+        thread.join()
+    final = text.strip()
+    if len(final) > sent:
+        yield "delta", final[sent:]
+    new_tokens = result["output"][0, encoded["input_ids"].shape[1]:].tolist()
+    ended = tokenizer.eos_token_id in new_tokens
+    if reason is None:
+        reason = "end_turn" if ended else "max_tokens"
+    output_tokens = (new_tokens.index(tokenizer.eos_token_id) + 1) if ended else len(new_tokens)
+    yield "done", (reason, int(encoded["input_ids"].shape[1]), output_tokens)
