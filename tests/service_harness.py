@@ -61,10 +61,10 @@ class Server:
         for pid in _descendants(self.process.pid):
             os.kill(pid, signal.SIGKILL)
 
-    def client(self, service: str = "bedrock"):
+    def client(self, service: str = "bedrock", key: str = "test", secret: str = "test", **config):
         return boto3.client(
-            service, endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="test",
-            aws_secret_access_key="test", config=Config(retries={"max_attempts": 1}),
+            service, endpoint_url=self.url, region_name="us-east-1", aws_access_key_id=key,
+            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}, **config),
         )
 
 
@@ -87,7 +87,7 @@ def wait_for(client, job_arn: str, statuses: set[str], timeout: float = 120) -> 
 class ApiOnlyServer:
     """The API without workers, in a thread: for control-plane tests that must not train."""
 
-    def __init__(self, home: Path, allowed: Path):
+    def __init__(self, home: Path, allowed: Path, credentials: dict | None = None):
         import threading
 
         import uvicorn
@@ -96,7 +96,7 @@ class ApiOnlyServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        settings = ServiceSettings(home=home, allowed_roots=[str(allowed)], run_workers=False)
+        settings = ServiceSettings(home=home, allowed_roots=[str(allowed)], run_workers=False, credentials=credentials or {})
         self.app = create_app(settings)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -147,3 +147,27 @@ def test_not_found(api):
         client.get_custom_model(modelIdentifier="nope")
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.delete_custom_model(modelIdentifier="nope")
+
+
+def test_jobs_cli_talks_to_the_server(api):
+    import json
+
+    from click.testing import CliRunner
+
+    from tunesmith.cli import cli
+
+    server, client, folder = api
+    run = lambda *args: CliRunner().invoke(cli, ["jobs", *args, "--endpoint", server.url])  # noqa: E731
+    created = run("create", "--name", "cli-job", "--model-name", "cli-model", "--data", str(folder / "t.jsonl"),
+                  "--output", str(folder / "out"), "--epochs", "3")
+    assert created.exit_code == 0, created.output
+    assert created.output.strip().startswith("arn:aws:bedrock:")
+    listed = json.loads(run("list", "--json").output)
+    assert [j["jobName"] for j in listed] == ["cli-job"]
+    detail = json.loads(run("get", "cli-job").output)
+    assert detail["hyperParameters"]["epochCount"] == "3"
+    assert run("stop", "cli-job").exit_code == 0
+    missing = run("get", "nope")
+    assert missing.exit_code == 1 and "ResourceNotFoundException: Could not find job" in missing.output
+    bad = run("create", "--name", "x", "--model-name", "y", "--data", "/etc/passwd", "--output", str(folder))
+    assert bad.exit_code == 1 and "ValidationException" in bad.output

@@ -9,6 +9,7 @@ from tunesmith.cli.advise import advise
 from tunesmith.cli.duplicate import duplicate
 from tunesmith.cli.hyperparameters import hyperparameters
 from tunesmith.cli.evaluate import chat, evaluate, generate
+from tunesmith.cli.jobs import jobs
 from tunesmith.cli.models import models
 from tunesmith.cli.quickstart import quickstart
 from tunesmith.cli.serve import serve
@@ -22,7 +23,7 @@ def cli() -> None:
     """Customize language models on your own hardware, with Amazon Nova's hyperparameters and guidance."""
 
 
-for command in (hyperparameters, validate, advise, duplicate, models, train, evaluate, generate, chat, quickstart, serve):
+for command in (hyperparameters, validate, advise, duplicate, models, train, evaluate, generate, chat, quickstart, serve, jobs):
     cli.add_command(command)
 
 

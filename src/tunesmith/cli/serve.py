@@ -16,14 +16,30 @@ from tunesmith.models.config import home as default_home
 @click.option("--database", help="SQLAlchemy URL (default: SQLite in --home; PostgreSQL URLs work too).")
 @click.option("--allow-path", "allowed", multiple=True, type=click.Path(path_type=str), help="A local folder jobs may read data from and write outputs to (repeatable).")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1), help="Jobs trained at once.")
-def serve(host: str, port: int, home_dir: str | None, database: str | None, allowed: tuple[str, ...], concurrency: int) -> None:
-    """Serve Bedrock's model-customization API; jobs train in worker processes."""
+@click.option("--credentials", "credential_items", multiple=True, envvar="TUNESMITH_CREDENTIALS",
+              help="ACCESS_KEY:SECRET; when given, requests must be SigV4-signed with one of them (repeatable).")
+def serve(host: str, port: int, home_dir: str | None, database: str | None, allowed: tuple[str, ...], concurrency: int,
+          credential_items: tuple[str, ...]) -> None:
+    """Serve Bedrock's model-customization and runtime APIs; jobs train in worker processes.
+
+    Turn on --credentials whenever the port is reachable by anyone but you.
+    """
     import uvicorn
 
+    from tunesmith.cli.render import fail
     from tunesmith.service.app import ServiceSettings, create_app
+    from tunesmith.service.auth import parse_credentials
+
+    try:
+        credentials = parse_credentials(list(credential_items))
+    except ValueError as exc:
+        fail(str(exc), 2)
+    if host not in ("127.0.0.1", "localhost", "::1") and not credentials:
+        click.echo(f"warning: serving on {host} without --credentials: anyone who reaches the port can use it", err=True)
 
     settings = ServiceSettings(
         home=Path(home_dir) if home_dir else default_home() / "service", database_url=database,
         allowed_roots=[str(Path(p).resolve()) for p in allowed] or [str(Path.cwd())], concurrency=concurrency,
+        credentials=credentials,
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

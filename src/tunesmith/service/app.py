@@ -23,6 +23,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from tunesmith.service.auth import SigV4Middleware
 from tunesmith.service.errors import ServiceError
 from tunesmith.service import deployments, runtime
 from tunesmith.service import jobs as job_routes
@@ -45,6 +46,8 @@ class ServiceSettings:
     """Jobs trained at the same time, each in its own worker process."""
     run_workers: bool = True
     """False serves the API only (for tests of the control plane)."""
+    credentials: dict[str, str] = field(default_factory=dict)
+    """Access key -> secret. When set, every request must carry a valid SigV4 signature."""
 
     def __post_init__(self) -> None:
         self.home = Path(self.home)
@@ -83,6 +86,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         return PlainTextResponse("ok")
 
     app.state.models = ModelCache()
+    if settings.credentials:
+        app.add_middleware(SigV4Middleware, credentials=settings.credentials)
     app.include_router(job_routes.router)
     app.include_router(deployments.router)
     app.include_router(runtime.router)

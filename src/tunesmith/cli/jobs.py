@@ -1,0 +1,137 @@
+"""``tunesmith jobs``: a client of ``tunesmith serve``, built on boto3's own ``bedrock`` client."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+import click
+
+from tunesmith.cli.options import hyperparameter_flags, hyperparameter_options, json_option
+from tunesmith.cli.render import console, fail, print_json, table
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
+ROLE = "arn:aws:iam::123456789012:role/tunesmith"
+
+
+def endpoint_option(command):
+    return click.option("--endpoint", default=lambda: os.environ.get("TUNESMITH_ENDPOINT", DEFAULT_ENDPOINT),
+                        show_default="TUNESMITH_ENDPOINT or http://127.0.0.1:8000", help="The tunesmith server.")(command)
+
+
+def bedrock(endpoint: str):
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session()
+    credentials = {} if session.get_credentials() else {"aws_access_key_id": "tunesmith", "aws_secret_access_key": "tunesmith"}
+    return boto3.client("bedrock", endpoint_url=endpoint, region_name=session.region_name or "us-east-1",
+                        config=Config(retries={"max_attempts": 2}), **credentials)
+
+
+def _call(function, **kwargs):
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    try:
+        return function(**kwargs)
+    except ClientError as exc:
+        fail(f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}")
+    except EndpointConnectionError as exc:
+        fail(f"cannot reach the server: {exc}; is `tunesmith serve` running?")
+
+
+@click.group()
+def jobs() -> None:
+    """Create and follow customization jobs on a tunesmith server."""
+
+
+@jobs.command("create")
+@click.option("--name", required=True, help="Job name.")
+@click.option("--model-name", required=True, help="Name of the custom model the job makes.")
+@click.option("--base", default="micro", show_default=True, help="Base model: tier or hosted id.")
+@click.option("--data", required=True, help="Training data: a local path, file:// or s3:// URI.")
+@click.option("--validation", multiple=True, help="Validation data (repeatable).")
+@click.option("--output", required=True, help="Where metric files go: a local folder, file:// or s3:// URI.")
+@click.option("--type", "customization_type", type=click.Choice(["FINE_TUNING", "CONTINUED_PRE_TRAINING"]), default="FINE_TUNING")
+@hyperparameter_options
+@endpoint_option
+def create(name, model_name, base, data, validation, output, customization_type, endpoint, **flags) -> None:
+    """Create a job (the same request a hosted-service script would send)."""
+    local = lambda uri: uri if "://" in uri else str(Path(uri).resolve())  # noqa: E731 - servers resolve against their own cwd
+    response = _call(
+        bedrock(endpoint).create_model_customization_job,
+        jobName=name, customModelName=model_name, roleArn=ROLE, baseModelIdentifier=base, customizationType=customization_type,
+        trainingDataConfig={"s3Uri": local(data)}, outputDataConfig={"s3Uri": local(output)},
+        validationDataConfig={"validators": [{"s3Uri": local(v)} for v in validation]},
+        hyperParameters=hyperparameter_flags(flags),
+    )
+    console.print(response["jobArn"])
+
+
+@jobs.command("list")
+@click.option("--status", type=click.Choice(["InProgress", "Completed", "Failed", "Stopping", "Stopped"]))
+@endpoint_option
+@json_option
+def list_jobs(status, endpoint, as_json) -> None:
+    """All jobs, newest first."""
+    client, summaries, token = bedrock(endpoint), [], None
+    while True:
+        kwargs = ({"statusEquals": status} if status else {}) | ({"nextToken": token} if token else {})
+        page = _call(client.list_model_customization_jobs, **kwargs)
+        summaries += page["modelCustomizationJobSummaries"]
+        token = page.get("nextToken")
+        if not token:
+            break
+    if as_json:
+        print_json(summaries)
+        return
+    console.print(table(None, ["Name", "Status", "Created", "Model"], [
+        [s["jobName"], s["status"], f"{s['creationTime']:%Y-%m-%d %H:%M:%S}", s.get("customModelName", "-")] for s in summaries
+    ]))
+
+
+@jobs.command("get")
+@click.argument("job")
+@endpoint_option
+def get(job, endpoint) -> None:
+    """One job (name or ARN), as JSON."""
+    response = _call(bedrock(endpoint).get_model_customization_job, jobIdentifier=job)
+    response.pop("ResponseMetadata", None)
+    click.echo(json.dumps(response, indent=2, default=str))
+
+
+@jobs.command("stop")
+@click.argument("job")
+@endpoint_option
+def stop(job, endpoint) -> None:
+    """Ask a job to stop (it checkpoints first)."""
+    _call(bedrock(endpoint).stop_model_customization_job, jobIdentifier=job)
+    console.print(f"stop requested for {job}")
+
+
+@jobs.command("events")
+@click.argument("job")
+@click.option("--follow", is_flag=True, help="Keep printing new events until the job ends.")
+@endpoint_option
+def events(job, follow, endpoint) -> None:
+    """The job's training events (one JSON object per line)."""
+    seen = 0
+    client = bedrock(endpoint)
+    while True:
+        url = f"{endpoint}/model-customization-jobs/{quote(job, safe='')}/events?after={seen}"
+        try:
+            lines = urllib.request.urlopen(url, timeout=10).read().decode().splitlines()
+        except OSError as exc:
+            fail(f"cannot read events from {endpoint}: {exc}")
+        for line in lines:
+            click.echo(line)
+        seen += len(lines)
+        if not follow:
+            return
+        if _call(client.get_model_customization_job, jobIdentifier=job)["status"] not in ("InProgress", "Stopping"):
+            return
+        time.sleep(1)
