@@ -195,3 +195,15 @@ def test_restart_without_checkpoint_fails_the_job_clearly(world):
         assert "stopped before the first checkpoint" in job["failureMessage"]
     finally:
         server.kill()
+
+
+def test_stop_right_after_create(world):
+    server = start(world)
+    try:
+        client = server.client()
+        arn = create(client, "quick-stop", long_data(world), str(world / "out"))
+        client.stop_model_customization_job(jobIdentifier=arn)
+        job = wait_for(client, arn, {"Stopped", "Completed", "Failed"})
+        assert job["status"] == "Stopped"
+    finally:
+        server.kill()
