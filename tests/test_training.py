@@ -101,7 +101,7 @@ def test_merged_lora_equals_base_plus_adapter(tmp_path, tiny_model):
 
 def test_same_seed_same_loss_curve(tmp_path, tiny_model):
     first = train(config(tmp_path, tiny_model, output=tmp_path / "a"))
-    second = train(config(tmp_path, tiny_model, output=tmp_path / "b"))
+    train(config(tmp_path, tiny_model, output=tmp_path / "b"))
     rows_a = csv_rows(tmp_path / "a" / "training_artifacts" / "step_wise_training_metrics.csv")
     rows_b = csv_rows(tmp_path / "b" / "training_artifacts" / "step_wise_training_metrics.csv")
     assert rows_a == rows_b

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from tunesmith.evaluation.generation import Completion, GenerationSettings, generate
-from tunesmith.service.errors import ResourceNotFoundException, ValidationException
+from tunesmith.service.errors import ValidationException
 
 MAX_LOADED = 2
 
