@@ -6,6 +6,7 @@ import click
 
 from tunesmith import __version__
 from tunesmith.cli.advise import advise
+from tunesmith.cli.distill import distill
 from tunesmith.cli.duplicate import duplicate
 from tunesmith.cli.hyperparameters import hyperparameters
 from tunesmith.cli.evaluate import chat, evaluate, generate
@@ -23,7 +24,7 @@ def cli() -> None:
     """Customize language models on your own hardware, with Amazon Nova's hyperparameters and guidance."""
 
 
-for command in (hyperparameters, validate, advise, duplicate, models, train, evaluate, generate, chat, quickstart, serve, jobs):
+for command in (hyperparameters, validate, advise, duplicate, models, train, evaluate, generate, chat, quickstart, serve, jobs, distill):
     cli.add_command(command)
 
 

@@ -1,0 +1,1 @@
+"""Distillation: a teacher answers prompts, the student learns the answers."""
