@@ -81,3 +81,34 @@ def isolated_home(tmp_path, monkeypatch):
     """Keep caches and model configuration inside the test's folder."""
     monkeypatch.setenv("TUNESMITH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TUNESMITH_CONFIG", str(tmp_path / "models.toml"))
+
+
+@pytest.fixture(scope="session")
+def taught_model(tmp_path_factory, tiny_model) -> Path:
+    """The tiny model trained (outside the guide's bounds, in plain torch) until it answers
+    "What is n plus n?" with short text and an end token: a teacher whose answers are real text."""
+    import torch
+
+    from tunesmith.datasets import DatasetKind
+    from tunesmith.models.loading import load_model, load_tokenizer
+    from tunesmith.models.registry import resolve_model
+    from tunesmith.training import batches
+    from tunesmith.training.examples import tokenize_records
+    from tunesmith.training.loss import target_loss
+
+    source = resolve_model(str(tiny_model))
+    model, tokenizer = load_model(source), load_tokenizer(source)
+    examples = tokenize_records(arithmetic(60), tokenizer, DatasetKind.FINE_TUNING, 256).examples
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    batch = batches.collate(examples, tokenizer.pad_token_id)
+    for _ in range(300):
+        loss, count = target_loss(model, batch)
+        (loss / count).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    folder = tmp_path_factory.mktemp("taught-model")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -47,7 +47,12 @@ def test_create_and_get(api):
         ({"customModelName": "bad.name"}, "customModelName 'bad.name' does not match the pattern"),
         ({"roleArn": "not-a-role"}, "roleArn 'not-a-role' is not an IAM role ARN"),
         ({"baseModelIdentifier": "amazon.titan-text-v1"}, 'baseModelIdentifier: unknown model "amazon.titan-text-v1": known models are micro'),
-        ({"customizationType": "DISTILLATION"}, "customizationType DISTILLATION is not supported by this tunesmith build yet"),
+        ({"customizationType": "REINFORCEMENT_FINE_TUNING"}, "customizationType REINFORCEMENT_FINE_TUNING is not supported by this tunesmith build yet"),
+        ({"customizationType": "DISTILLATION"}, "teacherModelIdentifier is required for DISTILLATION"),
+        ({"customizationType": "DISTILLATION", "customizationConfig": {"distillationConfig": {"teacherModelConfig": {
+            "teacherModelIdentifier": "amazon.titan-x-v1"}}}}, 'teacherModelIdentifier: unknown model "amazon.titan-x-v1"'),
+        ({"customizationType": "DISTILLATION", "customizationConfig": {"distillationConfig": {"teacherModelConfig": {
+            "teacherModelIdentifier": "amazon.nova-pro-v1:0", "maxResponseLengthForInference": 0}}}}, "maxResponseLengthForInference 0 is out of range"),
         ({"customizationType": "MAGIC"}, "customizationType 'MAGIC' is not one of"),
         ({"hyperParameters": {"epochCount": "0", "learningRate": "abc"}},
          "hyperParameters: epochCount=0 is out of range: must be between 1 and 5; learningRate=abc is not a number"),

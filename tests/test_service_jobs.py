@@ -207,3 +207,28 @@ def test_stop_right_after_create(world):
         assert job["status"] == "Stopped"
     finally:
         server.kill()
+
+
+def test_distillation_job_through_the_api(world, taught_model, tiny_model):
+    from conftest import conversation
+
+    (world / "models.toml").write_text(
+        f'[tiers.micro]\nsource = "{tiny_model}"\neffective_batch_size = 16\n[tiers.pro]\nsource = "{taught_model}"\n'
+    )
+    write_jsonl(world / "prompts.jsonl", [conversation(f"What is {i} plus {i}?") for i in range(30)] + arithmetic(4, start=300))
+    server = start(world)
+    try:
+        client = server.client()
+        arn = create(client, "distill-job", str(world / "prompts.jsonl"), str(world / "out"), customizationType="DISTILLATION",
+                     customizationConfig={"distillationConfig": {"teacherModelConfig": {
+                         "teacherModelIdentifier": "amazon.nova-pro-v1:0", "maxResponseLengthForInference": 24}}})
+        job = wait_for(client, arn, {"Completed", "Failed"})
+        assert job["status"] == "Completed", job.get("failureMessage")
+        assert job["statusDetails"]["dataProcessingDetails"]["status"] == "Completed"
+        job_id = arn.rsplit("/", 1)[1]
+        report = json.loads((world / "out" / f"model-customization-job-{job_id}" / "distillation" / "prompt_report.json").read_text())
+        assert report["prompts"] == 30 and report["labelled"] == 4 and report["accepted"] > 0
+        assert report["teacherAgreementWithLabels"]["records"] == 4
+        assert client.get_custom_model(modelIdentifier=job["outputModelArn"])["modelStatus"] == "Active"
+    finally:
+        server.kill()

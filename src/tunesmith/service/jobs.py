@@ -15,6 +15,7 @@ from tunesmith.service.errors import ConflictException, ResourceNotFoundExceptio
 from tunesmith.service.requests import parse_create
 from tunesmith.service.store import CustomModel, Job, new_id, utcnow
 from tunesmith.service import wire
+from tunesmith.tiers import UnknownModelError, resolve_tier
 
 router = APIRouter()
 PHASES = ("validationDetails", "dataProcessingDetails", "trainingDetails")
@@ -48,6 +49,15 @@ async def create_job(request: Request) -> Response:
             select(Job).where(Job.output_model_name == create.model_name, Job.status.in_(("InProgress", "Stopping")))
         ):
             raise ConflictException(f"The provided custom model name {create.model_name} is currently in use.")
+        if create.teacher is not None:
+            model = store.model(session, create.teacher)
+            if model is None:
+                try:
+                    resolve_tier(create.teacher)
+                except UnknownModelError as exc:
+                    raise ValidationException(f"teacherModelIdentifier: {exc}; or give a custom model ARN of this server") from exc
+            elif model.status != "Active":
+                raise ValidationException(f"teacher model {model.name} is {model.status}; it must be Active")
         job_id = new_id()
         now = utcnow()
         stamp = wire.timestamp(now)

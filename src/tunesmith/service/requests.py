@@ -19,7 +19,7 @@ from tunesmith.tiers import ModelTier, UnknownModelError, resolve_tier
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9\+\-\.])*")
 MODEL_NAME = re.compile(r"([0-9a-zA-Z][_-]?){1,63}")
 ROLE_ARN = re.compile(r"arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+")
-SUPPORTED_TYPES = ("FINE_TUNING", "CONTINUED_PRE_TRAINING")
+SUPPORTED_TYPES = ("FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION")
 KNOWN_TYPES = ("FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION", "REINFORCEMENT_FINE_TUNING")
 
 
@@ -39,6 +39,9 @@ class CreateJob:
     hyperparameters_sent: dict[str, str]
     client_token: str | None
     raw: dict[str, Any] = field(default_factory=dict)
+    teacher: str | None = None
+    """DISTILLATION: the teacher's identifier (a tier, hosted id, or custom model ARN/name here)."""
+    max_response_length: int = 512
 
 
 def _name(value: Any, key: str, pattern: re.Pattern) -> str:
@@ -88,6 +91,15 @@ def parse_create(body: dict[str, Any], allowed_roots: list[str]) -> CreateJob:
         problem = check_uri(uri, allowed_roots)
         if problem:
             raise ValidationException(f"{key}: {problem}")
+    teacher, max_response = None, 512
+    if kind == "DISTILLATION":
+        teacher_config = ((body.get("customizationConfig") or {}).get("distillationConfig") or {}).get("teacherModelConfig") or {}
+        teacher = teacher_config.get("teacherModelIdentifier")
+        if not teacher:
+            raise ValidationException("customizationConfig.distillationConfig.teacherModelConfig.teacherModelIdentifier is required for DISTILLATION")
+        max_response = teacher_config.get("maxResponseLengthForInference", 512)
+        if not isinstance(max_response, int) or not 1 <= max_response <= 8192:
+            raise ValidationException(f"maxResponseLengthForInference {max_response!r} is out of range: must be between 1 and 8192")
     sent = body.get("hyperParameters") or {}
     try:
         hyperparameters = Hyperparameters.from_wire(sent)
@@ -95,5 +107,5 @@ def parse_create(body: dict[str, Any], allowed_roots: list[str]) -> CreateJob:
         raise ValidationException("hyperParameters: " + "; ".join(p.message for p in exc.problems)) from exc
     return CreateJob(
         job_name, model_name, tier, tier.hosted_ids[0], kind, training, output, validation_uris, hyperparameters,
-        dict(sent), body.get("clientRequestToken"), body,
+        dict(sent), body.get("clientRequestToken"), body, teacher, max_response,
     )

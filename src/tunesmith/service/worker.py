@@ -75,7 +75,9 @@ class JobWorker:
 
     def _execute(self, job: Job) -> None:
         request = job.request
-        kind = DatasetKind.PRETRAINING if job.customization_type == "CONTINUED_PRE_TRAINING" else DatasetKind.FINE_TUNING
+        kind = {"CONTINUED_PRE_TRAINING": DatasetKind.PRETRAINING, "DISTILLATION": DatasetKind.DISTILLATION}.get(
+            job.customization_type, DatasetKind.FINE_TUNING
+        )
         self.update(phases={"validationDetails": "InProgress"})
         data_folder = self.folder / "data"
         try:
@@ -92,6 +94,11 @@ class JobWorker:
             more = f"\n... and {report.log.error_count - 10} more" if report.log.error_count > 10 else ""
             raise JobFailed(f"the data is not valid ({report.log.error_count} error(s)):\n{shown}{more}")
         self.update(phases={"validationDetails": "Completed", "dataProcessingDetails": "InProgress"})
+        if kind is DatasetKind.DISTILLATION:
+            training = self._synthesize(request, training)
+            if training is None:
+                return
+            kind, validation = DatasetKind.FINE_TUNING, []
 
         tier = resolve_tier(job.base_model_arn.rsplit("/", 1)[-1])
         run_folder = self.folder / "run"
@@ -117,6 +124,28 @@ class JobWorker:
         self._publish(job, request["outputDataConfig"]["s3Uri"])
         self._register_model(job, run_folder, manifest)
 
+    def _synthesize(self, request: dict, prompts: Path) -> Path | None:
+        """The teacher phase (resumable); returns the synthetic training file, or None if stopped."""
+        from tunesmith.distillation.synthesis import SYNTHETIC, synthesize
+        from tunesmith.distillation.teachers import LocalTeacher
+
+        config = request["customizationConfig"]["distillationConfig"]["teacherModelConfig"]
+        identifier = config["teacherModelIdentifier"]
+        with self.store.session() as session:
+            model = self.store.model(session, identifier)
+        teacher = LocalTeacher.load(model.folder if model is not None else resolve_tier(identifier).name)
+        folder = self.folder / "synthesis"
+        try:
+            report = synthesize(prompts, teacher, folder, config.get("maxResponseLengthForInference", 512),
+                                stop=lambda: self.job().stop_requested)
+        except InterruptedError:
+            self.update(status="Stopped", ended=utcnow(), phases={"dataProcessingDetails": "Stopped"}, worker_pid=None)
+            return None
+        if report.training_records < 8:
+            raise JobFailed(f"only {report.training_records} usable training records after the teacher answered "
+                            f"(at least 8 needed); rejected: {dict(report.rejected)}")
+        return folder / SYNTHETIC
+
     def _on_step(self, info: StepInfo) -> None:
         fields = {"training_loss": round(info.loss, 6)}
         if self.run is not None and self.run.state.history["validation"]:
@@ -138,6 +167,10 @@ class JobWorker:
             source = run_folder / relative
             if source.exists():
                 uris.publish(source, output_uri, f"{prefix}/{relative.as_posix()}")
+        for name in ("synthetic.jsonl", "prompt_report.json", "rejected.jsonl"):  # distillation's teacher phase
+            source = self.folder / "synthesis" / name
+            if source.exists():
+                uris.publish(source, output_uri, f"{prefix}/distillation/{name}")
 
     def _register_model(self, job: Job, run_folder: Path, manifest: dict) -> None:
         base_id = job.base_model_arn.rsplit("/", 1)[-1]
