@@ -13,6 +13,7 @@ from tunesmith.cli.evaluate import chat, evaluate, generate
 from tunesmith.cli.jobs import jobs
 from tunesmith.cli.models import models
 from tunesmith.cli.quickstart import quickstart
+from tunesmith.cli.refine import refine
 from tunesmith.cli.serve import serve
 from tunesmith.cli.train import train
 from tunesmith.cli.validate import validate
@@ -24,7 +25,7 @@ def cli() -> None:
     """Customize language models on your own hardware, with Amazon Nova's hyperparameters and guidance."""
 
 
-for command in (hyperparameters, validate, advise, duplicate, models, train, evaluate, generate, chat, quickstart, serve, jobs, distill):
+for command in (hyperparameters, validate, advise, duplicate, models, train, evaluate, generate, chat, quickstart, serve, jobs, distill, refine):
     cli.add_command(command)
 
 
