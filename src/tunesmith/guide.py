@@ -103,3 +103,31 @@ MAX_RECORDS = 20_000
 RECOMMENDED_MIN_RECORDS = 100
 MAX_DISTILLATION_PROMPTS = 15_000
 MAX_VALIDATION_FILES = 10
+
+# --- When to distill or fine-tune ----------------------------------------------------------
+DISTILL_NO_LABELS = GuideRule(
+    "distill-no-labels",
+    "When to Distill or Fine Tune?",
+    "Distill when you have no labeled data and the teacher is highly capable on the task.",
+)
+DISTILL_FOR_LATENCY = GuideRule(
+    "distill-for-latency",
+    "When to Distill or Fine Tune?",
+    "Distill when the larger model beats the smaller one but you need the smaller one's latency and cost.",
+)
+FINE_TUNE_INTELLIGENCE_GAP = GuideRule(
+    "fine-tune-intelligence-gap",
+    "When to Distill or Fine Tune?",
+    "Fine-tune when even the larger model does poorly: there is an intelligence gap.",
+)
+FINE_TUNE_NARROW_DOMAIN = GuideRule(
+    "fine-tune-narrow-domain",
+    "When to Distill or Fine Tune?",
+    "Fine-tune when the use case is too narrow for the models to know: labels teach it.",
+)
+CAPABLE_TEACHER_SCORE = 0.7
+"""A teacher scoring at least this (exact match on held-out labels) is "highly capable"."""
+POOR_TEACHER_SCORE = 0.3
+"""Below this, even the teacher does poorly: an intelligence gap."""
+CLEAR_MARGIN = 0.1
+"""Score differences smaller than this count as a tie."""

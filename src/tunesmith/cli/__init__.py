@@ -6,6 +6,7 @@ import click
 
 from tunesmith import __version__
 from tunesmith.cli.advise import advise
+from tunesmith.cli.decide import decide
 from tunesmith.cli.distill import distill
 from tunesmith.cli.duplicate import duplicate
 from tunesmith.cli.hyperparameters import hyperparameters
@@ -25,7 +26,7 @@ def cli() -> None:
     """Customize language models on your own hardware, with Amazon Nova's hyperparameters and guidance."""
 
 
-for command in (hyperparameters, validate, advise, duplicate, models, train, evaluate, generate, chat, quickstart, serve, jobs, distill, refine):
+for command in (hyperparameters, validate, advise, duplicate, models, train, evaluate, generate, chat, quickstart, serve, jobs, distill, refine, decide):
     cli.add_command(command)
 
 
