@@ -79,3 +79,21 @@ def test_micro_batches_group_by_length_within_the_token_budget():
     padded = batches.collate([examples[i] for i in groups[2]], pad_id=0)
     assert padded["input_ids"].shape == (2, 11) and int(padded["attention_mask"].sum()) == 21
     assert padded["targets"].tolist() == [[True] * 11, [True] * 10 + [False]]
+
+
+def test_concurrent_loads_leave_no_meta_tensors(tiny_model):
+    """from_pretrained patches torch globally while it builds a model; loads from several threads
+    (as the runtime API does) must not leave that patch behind."""
+    import threading
+
+    from tunesmith.models.loading import load_model
+
+    source = resolve_model(str(tiny_model))
+    models = []
+    threads = [threading.Thread(target=lambda: models.append(load_model(source))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    models.append(load_model(source))
+    assert all(p.device.type == "cpu" for model in models for p in model.parameters())

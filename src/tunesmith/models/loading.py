@@ -1,6 +1,13 @@
-"""Load a tokenizer and a causal LM from a :class:`ModelSource`."""
+"""Load a tokenizer and a causal LM from a :class:`ModelSource`.
+
+Loads are serialised with a process-wide lock: ``from_pretrained`` builds models under
+empty-weight contexts that patch torch globally, and two threads loading at once can leave
+that patch in place, after which every new model gets meta tensors.
+"""
 
 from __future__ import annotations
+
+from tunesmith.models.gguf_cache import LOAD_LOCK as _LOAD_LOCK
 
 from tunesmith.models.gguf_cache import ModelUnavailableError
 from tunesmith.models.registry import ModelSource
@@ -29,7 +36,8 @@ def load_tokenizer(source: ModelSource):
     quiet_transformers()
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.folder())
+        with _LOAD_LOCK:
+            tokenizer = AutoTokenizer.from_pretrained(source.folder())
     except OSError as exc:
         raise ModelUnavailableError(f"cannot load the tokenizer of {source.describe()}: {exc}") from exc
     if tokenizer.pad_token_id is None:
@@ -47,7 +55,8 @@ def load_model(source: ModelSource, dtype=None):
     quiet_transformers()
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(source.folder(), dtype=dtype or torch.float32)
+        with _LOAD_LOCK:
+            model = AutoModelForCausalLM.from_pretrained(source.folder(), dtype=dtype or torch.float32)
     except OSError as exc:
         raise ModelUnavailableError(f"cannot load {source.describe()}: {exc}") from exc
     model.hf_quantizer = None

@@ -31,6 +31,7 @@ class ModelCache:
         self.capacity = capacity
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
+        self._loading = threading.Lock()
 
     def get(self, key: str, spec: str) -> LoadedModel:
         """The model for ``spec`` (anything :func:`resolve_model` accepts), loading it once."""
@@ -42,11 +43,15 @@ class ModelCache:
         from tunesmith.models.loading import load_model, load_tokenizer
         from tunesmith.models.registry import resolve_model
 
-        try:
-            source = resolve_model(spec)
-            loaded = LoadedModel(source.name, load_model(source), load_tokenizer(source), threading.Lock())
-        except ModelUnavailableError as exc:
-            raise ValidationException(str(exc)) from exc
+        with self._loading:  # one load at a time; a second request for the same model waits for the first
+            with self._lock:
+                if key in self._models:
+                    return self._models[key]
+            try:
+                source = resolve_model(spec)
+                loaded = LoadedModel(source.name, load_model(source), load_tokenizer(source), threading.Lock())
+            except ModelUnavailableError as exc:
+                raise ValidationException(str(exc)) from exc
         with self._lock:
             self._models[key] = loaded
             while len(self._models) > self.capacity:
