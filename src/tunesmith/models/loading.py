@@ -36,8 +36,9 @@ def load_tokenizer(source: ModelSource):
     quiet_transformers()
 
     try:
+        folder = source.folder()  # may convert a GGUF file once
         with _LOAD_LOCK:
-            tokenizer = AutoTokenizer.from_pretrained(source.folder())
+            tokenizer = AutoTokenizer.from_pretrained(folder)
     except OSError as exc:
         raise ModelUnavailableError(f"cannot load the tokenizer of {source.describe()}: {exc}") from exc
     if tokenizer.pad_token_id is None:
@@ -55,8 +56,9 @@ def load_model(source: ModelSource, dtype=None):
     quiet_transformers()
 
     try:
+        folder = source.folder()  # may convert a GGUF file once
         with _LOAD_LOCK:
-            model = AutoModelForCausalLM.from_pretrained(source.folder(), dtype=dtype or torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32)
     except OSError as exc:
         raise ModelUnavailableError(f"cannot load {source.describe()}: {exc}") from exc
     model.hf_quantizer = None
