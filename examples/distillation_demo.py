@@ -18,7 +18,6 @@ from pathlib import Path
 from tunesmith.distillation.distill import DistillConfig, run_distillation
 from tunesmith.distillation.teachers import LocalTeacher
 from tunesmith.evaluation.evaluate import evaluate
-from tunesmith.evaluation.generation import GenerationSettings
 from tunesmith.quickstart.run import GENERATION, TEST_RECORDS, TRAIN_RECORDS
 from tunesmith.quickstart.task import make_splits
 

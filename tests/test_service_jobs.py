@@ -118,6 +118,13 @@ def test_invalid_data_fails_with_a_message_naming_the_line(world):
         server.kill()
 
 
+def wait_until_training(client, arn, timeout=60):
+    deadline = time.monotonic() + timeout
+    while "trainingMetrics" not in client.get_model_customization_job(jobIdentifier=arn):
+        assert time.monotonic() < deadline, "training did not start"
+        time.sleep(0.1)
+
+
 def checkpoints(server, arn):
     from urllib.parse import quote
 
@@ -136,10 +143,7 @@ def test_stop_during_training(world):
         client = server.client()
         arn = create(client, "stop-me", long_data(world), str(world / "out"),
                      hyperParameters={"epochCount": "5", "learningRate": "0.0001", "learningRateWarmupSteps": "0"})
-        deadline = time.monotonic() + 60
-        while "trainingMetrics" not in client.get_model_customization_job(jobIdentifier=arn):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_until_training(client, arn)
         client.stop_model_customization_job(jobIdentifier=arn)
         assert client.get_model_customization_job(jobIdentifier=arn)["status"] in ("Stopping", "Stopped")
         job = wait_for(client, arn, {"Stopped", "Completed", "Failed"})
@@ -183,10 +187,7 @@ def test_restart_without_checkpoint_fails_the_job_clearly(world):
     client = server.client()
     arn = create(client, "early", long_data(world), str(world / "out"),
                  hyperParameters={"epochCount": "5", "learningRate": "0.0001", "learningRateWarmupSteps": "0"})
-    deadline = time.monotonic() + 60
-    while "trainingMetrics" not in client.get_model_customization_job(jobIdentifier=arn):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until_training(client, arn)
     server.kill()
     server = start(world)
     try:
