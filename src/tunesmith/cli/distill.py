@@ -8,7 +8,7 @@ import click
 
 from tunesmith.cli.errors import user_errors
 from tunesmith.cli.options import hyperparameter_flags, hyperparameter_options, json_option
-from tunesmith.cli.progress import count_progress, training_progress
+from tunesmith.cli.progress import teacher_and_student_progress
 from tunesmith.cli.render import console, fail, print_json, table
 from tunesmith.distillation.distill import DistillConfig, DistillationError, check_prompts, run_distillation
 from tunesmith.distillation.teachers import RemoteError, resolve_teacher
@@ -47,7 +47,7 @@ def distill(data, student, teacher, teacher_endpoint, teacher_api, teacher_concu
         prompts = sum(1 for _ in read_records(data))
         teacher_model = resolve_teacher(teacher, teacher_endpoint, teacher_api, concurrency=teacher_concurrency)
         try:
-            with count_progress(f"teacher {teacher}", prompts) as on_answer, training_progress("student") as on_step:
+            with teacher_and_student_progress(prompts) as (on_answer, on_step):
                 report = run_distillation(config, teacher_model, on_step=on_step, on_answer=on_answer)
         except (DistillationError, RemoteError, InterruptedError) as exc:
             fail(str(exc))

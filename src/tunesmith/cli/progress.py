@@ -38,6 +38,26 @@ def training_progress(description: str = "training") -> Iterator[Callable[[StepI
 
 
 @contextlib.contextmanager
+def teacher_and_student_progress(prompts: int) -> Iterator[tuple[Callable[[int], None], Callable[[StepInfo], None]]]:
+    """One live display with a bar for the teacher's answers and one for the student's steps
+    (rich allows a single live display at a time)."""
+    if not err_console.is_terminal:
+        with training_progress() as on_step:
+            yield (lambda n: None), on_step
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console) as progress:
+        answers = progress.add_task("teacher answers", total=prompts, note="")
+        steps = progress.add_task("student steps", total=None, note="")
+
+        def on_step(info: StepInfo) -> None:
+            progress.update(steps, total=info.total_steps, completed=info.step, note=f"loss {info.loss:.4f}")
+
+        yield (lambda n: progress.advance(answers, n)), on_step
+
+
+@contextlib.contextmanager
 def count_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """A bar over ``total`` items; yields ``advance(n)``."""
     with Progress(
