@@ -91,9 +91,14 @@ def apply_rules(teacher: Measurement, base: Measurement, tuned: Measurement) -> 
     best_student = max(base.exact_match, tuned.exact_match)
     speed = f"{tuned.tokens_per_second / teacher.tokens_per_second:.1f}x the teacher's speed" if teacher.tokens_per_second else "faster"
     if teacher.exact_match < guide.POOR_TEACHER_SCORE:
+        progress = (
+            f"one epoch on the labels already lifts the student from {base.exact_match:.0%} to {tuned.exact_match:.0%}"
+            if tuned.exact_match > base.exact_match
+            else f"one epoch on the labels has not moved the student yet ({tuned.exact_match:.0%}): train longer (tunesmith train --advised)"
+        )
         return "fine-tune", guide.FINE_TUNE_INTELLIGENCE_GAP, (
             f"the teacher scores only {teacher.exact_match:.0%} (below {guide.POOR_TEACHER_SCORE:.0%}): its answers would teach "
-            f"mistakes; the labels lift the student to {tuned.exact_match:.0%}"
+            f"mistakes; {progress}"
         )
     if best_student >= teacher.exact_match - guide.CLEAR_MARGIN:
         return "fine-tune", guide.FINE_TUNE_NARROW_DOMAIN, (
