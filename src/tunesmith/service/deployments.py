@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tunesmith.service import wire
 from tunesmith.service.errors import ConflictException, ResourceNotFoundException, ValidationException
-from tunesmith.service.jobs import _json_body, _page, _sort
+from tunesmith.service.listing import json_body, page, sort
 from tunesmith.service.store import Deployment, new_id, utcnow
 
 router = APIRouter()
@@ -26,7 +26,7 @@ NAME = re.compile(r"([0-9a-zA-Z][_-]?){1,63}")
 @router.post(BASE)
 async def create_deployment(request: Request) -> Response:
     store = request.app.state.store
-    body = await _json_body(request)
+    body = await json_body(request)
     name, model_arn = body.get("modelDeploymentName"), body.get("modelArn")
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ValidationException(f"modelDeploymentName '{name}' does not match the pattern {NAME.pattern}")
@@ -73,8 +73,8 @@ async def list_deployments(request: Request) -> Response:
         and (not params.get("statusEquals") or d.status == params["statusEquals"])
         and (not params.get("modelArnEquals") or d.model_arn == params["modelArnEquals"])
     ]
-    rows = _sort(request, rows, {"CreationTime": "created"})
-    summaries, token = _page(request, rows, wire.deployment_summary)
+    rows = sort(request, rows, {"CreationTime": "created"})
+    summaries, token = page(request, rows, wire.deployment_summary)
     return JSONResponse({"modelDeploymentSummaries": summaries, **({"nextToken": token} if token else {})})
 
 

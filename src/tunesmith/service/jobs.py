@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import json
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from tunesmith.service.listing import json_body, page, parse_time, sort
 from tunesmith.service.errors import ConflictException, ResourceNotFoundException, ValidationException
 from tunesmith.service.requests import parse_create
 from tunesmith.service.store import CustomModel, Job, new_id, utcnow
@@ -21,20 +19,10 @@ router = APIRouter()
 PHASES = ("validationDetails", "dataProcessingDetails", "trainingDetails")
 
 
-async def _json_body(request: Request) -> dict:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except json.JSONDecodeError as exc:
-        raise ValidationException(f"the request body is not valid JSON: {exc.msg}") from exc
-    if not isinstance(body, dict):
-        raise ValidationException("the request body must be a JSON object")
-    return body
-
-
 @router.post("/model-customization-jobs")
 async def create_job(request: Request) -> Response:
     settings, store = request.app.state.settings, request.app.state.store
-    body = await _json_body(request)
+    body = await json_body(request)
     create = parse_create(body, settings.allowed_roots)
     with store.session() as session:
         if create.client_token:
@@ -84,55 +72,12 @@ async def create_job(request: Request) -> Response:
         return JSONResponse({"jobArn": job.arn}, status_code=201)
 
 
-def _parse_time(value: str | None, key: str) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            parsed = dt.datetime.fromtimestamp(float(value), dt.timezone.utc)
-        except ValueError as exc:
-            raise ValidationException(f"{key} '{value}' is not a timestamp") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-
-
-def _page(request: Request, rows: list, render) -> tuple[list, str | None]:
-    params = request.query_params
-    try:
-        limit = int(params.get("maxResults", 100))
-    except ValueError as exc:
-        raise ValidationException("maxResults must be an integer") from exc
-    if not 1 <= limit <= 1000:
-        raise ValidationException(f"maxResults {limit} is out of range: must be between 1 and 1000")
-    token = params.get("nextToken")
-    try:
-        offset = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationException("nextToken is not a token this server issued") from exc
-    page = rows[offset : offset + limit]
-    following = offset + limit
-    next_token = base64.urlsafe_b64encode(str(following).encode()).decode() if following < len(rows) else None
-    return [render(r) for r in page], next_token
-
-
-def _sort(request: Request, rows: list, names: dict[str, str]) -> list:
-    params = request.query_params
-    sort_by = params.get("sortBy", "CreationTime")
-    if sort_by not in names:
-        raise ValidationException(f"sortBy '{sort_by}' is not one of {', '.join(names)}")
-    order = params.get("sortOrder", "Descending")
-    if order not in ("Ascending", "Descending"):
-        raise ValidationException(f"sortOrder '{order}' is not Ascending or Descending")
-    return sorted(rows, key=lambda r: (getattr(r, names[sort_by]), r.id), reverse=order == "Descending")
-
-
 @router.get("/model-customization-jobs")
 async def list_jobs(request: Request) -> Response:
     params = request.query_params
     store = request.app.state.store
-    after = _parse_time(params.get("creationTimeAfter"), "creationTimeAfter")
-    before = _parse_time(params.get("creationTimeBefore"), "creationTimeBefore")
+    after = parse_time(params.get("creationTimeAfter"), "creationTimeAfter")
+    before = parse_time(params.get("creationTimeBefore"), "creationTimeBefore")
     status = params.get("statusEquals")
     if status and status not in ("InProgress", "Completed", "Failed", "Stopping", "Stopped"):
         raise ValidationException(f"statusEquals '{status}' is not InProgress, Completed, Failed, Stopping or Stopped")
@@ -145,8 +90,8 @@ async def list_jobs(request: Request) -> Response:
         and (after is None or j.created > after)
         and (before is None or j.created < before)
     ]
-    rows = _sort(request, rows, {"CreationTime": "created"})
-    summaries, token = _page(request, rows, wire.job_summary)
+    rows = sort(request, rows, {"CreationTime": "created"})
+    summaries, token = page(request, rows, wire.job_summary)
     return JSONResponse({"modelCustomizationJobSummaries": summaries, **({"nextToken": token} if token else {})})
 
 
@@ -220,8 +165,8 @@ async def list_models(request: Request) -> Response:
         and (not params.get("modelStatus") or m.status == params["modelStatus"])
         and (not params.get("baseModelArnEquals") or m.base_model_arn == params["baseModelArnEquals"])
     ]
-    rows = _sort(request, rows, {"CreationTime": "created"})
-    summaries, token = _page(request, rows, wire.model_summary)
+    rows = sort(request, rows, {"CreationTime": "created"})
+    summaries, token = page(request, rows, wire.model_summary)
     return JSONResponse({"modelSummaries": summaries, **({"nextToken": token} if token else {})})
 
 

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from tunesmith.service import eventstream
 from tunesmith.service.errors import ResourceNotFoundException, ValidationException
 from tunesmith.service.inference import chat_from, complete, settings_from, stream
-from tunesmith.service.jobs import _json_body
+from tunesmith.service.listing import json_body
 from tunesmith.tiers import UnknownModelError, resolve_tier
 
 router = APIRouter()
@@ -51,7 +51,7 @@ def _usage(input_tokens: int, output_tokens: int) -> dict:
 
 @router.post("/model/{model_id:path}/converse")
 async def converse(request: Request, model_id: str) -> Response:
-    body = await _json_body(request)
+    body = await json_body(request)
     chat, settings = chat_from(body.get("messages"), body.get("system")), settings_from(body.get("inferenceConfig"))
     loaded = await _load(request, model_id)
     completion, latency = await run_in_threadpool(complete, loaded, chat, settings)
@@ -67,7 +67,7 @@ async def converse(request: Request, model_id: str) -> Response:
 async def converse_stream(request: Request, model_id: str) -> Response:
     import time
 
-    body = await _json_body(request)
+    body = await json_body(request)
     chat, settings = chat_from(body.get("messages"), body.get("system")), settings_from(body.get("inferenceConfig"))
     loaded = await _load(request, model_id)
     started = time.perf_counter()
@@ -90,7 +90,7 @@ async def converse_stream(request: Request, model_id: str) -> Response:
 @router.post("/model/{model_id:path}/invoke")
 async def invoke(request: Request, model_id: str) -> Response:
     """The Nova ``messages-v1`` body."""
-    body = await _json_body(request)
+    body = await json_body(request)
     version = body.get("schemaVersion", "messages-v1")
     if version != "messages-v1":
         raise ValidationException(f"schemaVersion '{version}' is not messages-v1")
