@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tunesmith.service import wire
 from tunesmith.service.errors import ConflictException, ResourceNotFoundException, ValidationException
-from tunesmith.service.listing import json_body, page, sort
+from tunesmith.service.listing import json_body, list_response
 from tunesmith.service.store import Deployment, new_id, utcnow
 
 router = APIRouter()
@@ -73,9 +73,7 @@ async def list_deployments(request: Request) -> Response:
         and (not params.get("statusEquals") or d.status == params["statusEquals"])
         and (not params.get("modelArnEquals") or d.model_arn == params["modelArnEquals"])
     ]
-    rows = sort(request, rows, {"CreationTime": "created"})
-    summaries, token = page(request, rows, wire.deployment_summary)
-    return JSONResponse({"modelDeploymentSummaries": summaries, **({"nextToken": token} if token else {})})
+    return list_response(request, rows, wire.deployment_summary, "modelDeploymentSummaries")
 
 
 @router.get(BASE + "/{identifier:path}")

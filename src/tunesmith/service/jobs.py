@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from tunesmith.service.listing import json_body, page, parse_time, sort
+from tunesmith.service.listing import json_body, list_response, parse_time
 from tunesmith.service.errors import ConflictException, ResourceNotFoundException, ValidationException
 from tunesmith.service.requests import parse_create
 from tunesmith.service.store import CustomModel, Job, new_id, utcnow
@@ -90,9 +90,7 @@ async def list_jobs(request: Request) -> Response:
         and (after is None or j.created > after)
         and (before is None or j.created < before)
     ]
-    rows = sort(request, rows, {"CreationTime": "created"})
-    summaries, token = page(request, rows, wire.job_summary)
-    return JSONResponse({"modelCustomizationJobSummaries": summaries, **({"nextToken": token} if token else {})})
+    return list_response(request, rows, wire.job_summary, "modelCustomizationJobSummaries")
 
 
 def _job_or_404(store, session, identifier: str) -> Job:
@@ -165,9 +163,7 @@ async def list_models(request: Request) -> Response:
         and (not params.get("modelStatus") or m.status == params["modelStatus"])
         and (not params.get("baseModelArnEquals") or m.base_model_arn == params["baseModelArnEquals"])
     ]
-    rows = sort(request, rows, {"CreationTime": "created"})
-    summaries, token = page(request, rows, wire.model_summary)
-    return JSONResponse({"modelSummaries": summaries, **({"nextToken": token} if token else {})})
+    return list_response(request, rows, wire.model_summary, "modelSummaries")
 
 
 def _model_or_404(store, session, identifier: str) -> CustomModel:

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 
 from tunesmith.service.errors import ValidationException
 
@@ -62,3 +63,11 @@ def sort(request: Request, rows: list, names: dict[str, str]) -> list:
     if order not in ("Ascending", "Descending"):
         raise ValidationException(f"sortOrder '{order}' is not Ascending or Descending")
     return sorted(rows, key=lambda r: (getattr(r, names[sort_by]), r.id), reverse=order == "Descending")
+
+
+def list_response(request: Request, rows: list, render, key: str) -> JSONResponse:
+    """A List* answer: rows sorted by creation time, one page of them under ``key``, and a
+    ``nextToken`` when more remain."""
+    rows = sort(request, rows, {"CreationTime": "created"})
+    summaries, token = page(request, rows, render)
+    return JSONResponse({key: summaries, **({"nextToken": token} if token else {})})
