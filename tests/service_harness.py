@@ -24,9 +24,9 @@ def free_port() -> int:
 class Server:
     """A ``tunesmith serve`` subprocess (its own process group, so kill -9 takes the workers too)."""
 
-    def __init__(self, home: Path, allowed: Path, model_config: Path, env: dict | None = None):
+    def __init__(self, home: Path, allowed: Path, model_config: Path, env: dict | None = None, options: list[str] | None = None):
         self.home, self.allowed, self.model_config = home, allowed, model_config
-        self.extra_env = env or {}
+        self.extra_env, self.options = env or {}, options or []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -35,7 +35,7 @@ class Server:
         env = {**os.environ, "TUNESMITH_CONFIG": str(self.model_config), **self.extra_env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tunesmith", "serve", "--port", str(self.port), "--home", str(self.home),
-             "--allow-path", str(self.allowed)],
+             "--allow-path", str(self.allowed), *self.options],
             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=open(self.home.parent / "server.log", "ab"),
         )
         deadline = time.monotonic() + 60

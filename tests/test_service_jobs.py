@@ -25,8 +25,8 @@ def world(tmp_path, tiny_model):
     return tmp_path
 
 
-def start(world, **env) -> Server:
-    return Server(world / "home", world, world / "models.toml", env=env).start()
+def start(world, *options: str, **env: str) -> Server:
+    return Server(world / "home", world, world / "models.toml", env=env, options=list(options)).start()
 
 
 def create(client, name, training, output, validators=(), **overrides):
@@ -155,7 +155,7 @@ def test_stop_during_training(world):
 
 
 def test_restart_after_kill_9_resumes_from_the_last_checkpoint(world):
-    server = start(world, TUNESMITH_SAVE_EVERY="5")
+    server = start(world, "--save-every", "5")
     client = server.client()
     arn = create(client, "survivor", long_data(world), str(world / "out"),
                  hyperParameters={"epochCount": "1", "learningRate": "0.0001", "learningRateWarmupSteps": "0"})
@@ -165,7 +165,7 @@ def test_restart_after_kill_9_resumes_from_the_last_checkpoint(world):
         time.sleep(0.1)
     server.kill()  # kill -9 the server and its worker mid-training
 
-    server = start(world, TUNESMITH_SAVE_EVERY="5")
+    server = start(world, "--save-every", "5")
     try:
         client = server.client()
         job = wait_for(client, arn, {"Completed", "Failed"}, timeout=180)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote
@@ -23,14 +24,35 @@ def endpoint_option(command):
                         show_default="TUNESMITH_ENDPOINT or http://127.0.0.1:8000", help="The tunesmith server.")(command)
 
 
-def bedrock(endpoint: str):
+def _session():
+    """boto3's usual credential chain; a server without --credentials accepts any."""
     import boto3
-    from botocore.config import Config
 
     session = boto3.session.Session()
-    credentials = {} if session.get_credentials() else {"aws_access_key_id": "tunesmith", "aws_secret_access_key": "tunesmith"}
-    return boto3.client("bedrock", endpoint_url=endpoint, region_name=session.region_name or "us-east-1",
-                        config=Config(retries={"max_attempts": 2}), **credentials)
+    if session.get_credentials() is None:
+        session = boto3.session.Session(aws_access_key_id="tunesmith", aws_secret_access_key="tunesmith",
+                                        region_name=session.region_name)
+    return session
+
+
+def bedrock(endpoint: str):
+    from botocore.config import Config
+
+    session = _session()
+    return session.client("bedrock", endpoint_url=endpoint, region_name=session.region_name or "us-east-1",
+                          config=Config(retries={"max_attempts": 2}))
+
+
+def signed_get(url: str, timeout: float = 10) -> bytes:
+    """GET a tunesmith-only route (not in botocore's model), SigV4-signed like boto3's calls."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    session = _session()
+    request = AWSRequest(method="GET", url=url)
+    SigV4Auth(session.get_credentials().get_frozen_credentials(), "bedrock", session.region_name or "us-east-1").add_auth(request)
+    prepared = urllib.request.Request(url, headers=dict(request.headers.items()), method="GET")
+    return urllib.request.urlopen(prepared, timeout=timeout).read()
 
 
 def _call(function, **kwargs):
@@ -124,7 +146,9 @@ def events(job, follow, endpoint) -> None:
     while True:
         url = f"{endpoint}/model-customization-jobs/{quote(job, safe='')}/events?after={seen}"
         try:
-            lines = urllib.request.urlopen(url, timeout=10).read().decode().splitlines()
+            lines = signed_get(url).decode().splitlines()
+        except urllib.error.HTTPError as exc:
+            fail(f"{exc.headers.get('x-amzn-ErrorType', exc.code)}: {json.loads(exc.read() or b'{}').get('message', exc.reason)}")
         except OSError as exc:
             fail(f"cannot read events from {endpoint}: {exc}")
         for line in lines:

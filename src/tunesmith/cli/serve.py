@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from tunesmith.models.config import home as default_home
+from tunesmith.service.settings import DEFAULT_REGION
 
 
 @click.command()
@@ -18,8 +19,11 @@ from tunesmith.models.config import home as default_home
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1), help="Jobs trained at once.")
 @click.option("--credentials", "credential_items", multiple=True, envvar="TUNESMITH_CREDENTIALS",
               help="ACCESS_KEY:SECRET; when given, requests must be SigV4-signed with one of them (repeatable).")
+@click.option("--region", default=DEFAULT_REGION, show_default=True, help="The region signatures must be scoped to.")
+@click.option("--allow-unsigned-payload", is_flag=True, help="Accept X-Amz-Content-SHA256: UNSIGNED-PAYLOAD (bodies are then not authenticated).")
+@click.option("--save-every", type=click.IntRange(1), help="Workers also checkpoint every N optimizer steps (always at each epoch end).")
 def serve(host: str, port: int, home_dir: str | None, database: str | None, allowed: tuple[str, ...], concurrency: int,
-          credential_items: tuple[str, ...]) -> None:
+          credential_items: tuple[str, ...], region: str, allow_unsigned_payload: bool, save_every: int | None) -> None:
     """Serve Bedrock's model-customization and runtime APIs; jobs train in worker processes.
 
     Turn on --credentials whenever the port is reachable by anyone but you.
@@ -27,7 +31,8 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, allo
     import uvicorn
 
     from tunesmith.cli.render import fail
-    from tunesmith.service.app import ServiceSettings, create_app
+    from tunesmith.service.app import create_app
+    from tunesmith.service.settings import ServiceSettings
     from tunesmith.service.auth import parse_credentials
 
     try:
@@ -40,6 +45,6 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, allo
     settings = ServiceSettings(
         home=Path(home_dir) if home_dir else default_home() / "service", database_url=database,
         allowed_roots=[str(Path(p).resolve()) for p in allowed] or [str(Path.cwd())], concurrency=concurrency,
-        credentials=credentials,
+        credentials=credentials, region=region, allow_unsigned_payload=allow_unsigned_payload, save_every=save_every,
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

@@ -5,11 +5,19 @@ Turn it on (``tunesmith serve --credentials ACCESS_KEY:SECRET``, repeatable, or
 ``TUNESMITH_CREDENTIALS``) whenever the server listens beyond loopback or the machine is
 shared: without it anyone who can reach the port can start jobs and read models. Clients
 need nothing new: boto3 signs every request with the credentials it is given.
+
+What is checked: the access key; the signature over method, path, query, the signed headers
+and the SHA-256 of the body as received (a client's ``X-Amz-Content-SHA256`` must equal it;
+``UNSIGNED-PAYLOAD`` is refused unless the server is started with
+``--allow-unsigned-payload``); the credential scope, which must name the server's region
+(``--region``, default us-east-1), the ``bedrock`` service and the day of ``X-Amz-Date``;
+and a clock skew of at most 15 minutes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import hmac
 import re
 
@@ -19,13 +27,16 @@ from botocore.credentials import Credentials
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 
-from tunesmith.service.errors import AccessDeniedException
+from tunesmith.service.errors import AccessDeniedException, error_response
 
 _AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request,\s*"
     r"SignedHeaders=(?P<headers>[^,]+),\s*Signature=(?P<signature>[0-9a-f]{64})"
 )
 MAX_SKEW = dt.timedelta(minutes=15)
+SERVICE = "bedrock"
+"""The signing name of both botocore clients, ``bedrock`` and ``bedrock-runtime``."""
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 
 
 def parse_credentials(items: list[str]) -> dict[str, str]:
@@ -48,7 +59,7 @@ def expected_signature(request_method: str, url: str, headers: dict[str, str], b
     return signer.signature(signer.string_to_sign(aws_request, canonical), aws_request)
 
 
-async def verify(request: Request, credentials: dict[str, str]) -> None:
+async def verify(request: Request, credentials: dict[str, str], region: str, allow_unsigned_payload: bool = False) -> None:
     header = request.headers.get("authorization", "")
     match = _AUTHORIZATION.fullmatch(header.strip())
     if not match:
@@ -56,35 +67,51 @@ async def verify(request: Request, credentials: dict[str, str]) -> None:
     secret = credentials.get(match["key"])
     if secret is None:
         raise AccessDeniedException(f"the access key {match['key']} is not known to this server")
+    if match["service"] != SERVICE:
+        raise AccessDeniedException(f"the credential scope names the service '{match['service']}'; this server is '{SERVICE}'")
+    if match["region"] != region:
+        raise AccessDeniedException(f"the credential scope names the region '{match['region']}'; this server is '{region}'")
     amz_date = request.headers.get("x-amz-date", "")
     try:
         when = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
     except ValueError as exc:
         raise AccessDeniedException("the X-Amz-Date header is missing or malformed") from exc
+    if match["date"] != amz_date[:8]:
+        raise AccessDeniedException("the credential scope's date is not the day of X-Amz-Date")
     if abs(dt.datetime.now(dt.timezone.utc) - when) > MAX_SKEW:
         raise AccessDeniedException("the request signature has expired (clock skew over 15 minutes)")
+    body = await request.body()
+    digest = hashlib.sha256(body).hexdigest()
+    claimed = request.headers.get("x-amz-content-sha256")
+    if claimed == UNSIGNED_PAYLOAD and not allow_unsigned_payload:
+        raise AccessDeniedException("UNSIGNED-PAYLOAD is not accepted: sign the body (boto3 does by default)")
+    if claimed is not None and claimed not in (digest, UNSIGNED_PAYLOAD):
+        raise AccessDeniedException("X-Amz-Content-SHA256 does not match the body")
     signed = match["headers"].split(";")
     headers = {name: request.headers.get(name, "") for name in signed}
+    headers["x-amz-content-sha256"] = claimed if claimed == UNSIGNED_PAYLOAD else digest  # the body as received
+    if "x-amz-content-sha256" not in signed:
+        headers.pop("x-amz-content-sha256")
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
-    query = request.scope.get("query_string", b"").decode()
-    url = f"{request.url.scheme}://{request.headers.get('host', '')}{raw_path.decode()}" + (f"?{query}" if query else "")
-    body = await request.body()
-    expected = expected_signature(request.method, url, headers, body, secret, match["key"], match["region"], match["service"], amz_date)
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    url = f"{request.url.scheme}://{request.headers.get('host', '')}{raw_path.decode('latin-1')}" + (f"?{query}" if query else "")
+    try:
+        expected = expected_signature(request.method, url, headers, body, secret, match["key"], region, SERVICE, amz_date)
+    except ValueError as exc:  # a URL or header botocore cannot canonicalise
+        raise AccessDeniedException(f"the request cannot be verified: {exc}") from exc
     if not hmac.compare_digest(expected, match["signature"]):
         raise AccessDeniedException("The request signature we calculated does not match the signature you provided.")
 
 
 class SigV4Middleware(BaseHTTPMiddleware):
-    def __init__(self, app, credentials: dict[str, str]):
+    def __init__(self, app, credentials: dict[str, str], region: str, allow_unsigned_payload: bool = False):
         super().__init__(app)
-        self.credentials = credentials
+        self.credentials, self.region, self.allow_unsigned_payload = credentials, region, allow_unsigned_payload
 
     async def dispatch(self, request: Request, call_next):
         if request.url.path != "/health":
             try:
-                await verify(request, self.credentials)
+                await verify(request, self.credentials, self.region, self.allow_unsigned_payload)
             except AccessDeniedException as error:
-                from tunesmith.service.app import error_response
-
                 return error_response(error)
         return await call_next(request)

@@ -6,87 +6,88 @@ invoked; here a deployment is a name for an Active custom model, ready at once.
 
 from __future__ import annotations
 
-import re
+import datetime as dt
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from tunesmith.service import wire
+from tunesmith.service.dependencies import StoreDep, session_for
 from tunesmith.service.errors import ConflictException, ResourceNotFoundException, ValidationException
-from tunesmith.service.listing import json_body, list_response
-from tunesmith.service.store import Deployment, new_id, utcnow
+from tunesmith.service.listing import Filter, ListQuery, created_between, list_page
+from tunesmith.service.protocol import PRINTABLE, CreateDeploymentRequest, DeploymentArn, DeploymentDetail, DeploymentList, Empty
+from tunesmith.service.store import Deployment, JobStore, new_id, utcnow
 
 router = APIRouter()
 BASE = "/model-customization/custom-model-deployments"
-NAME = re.compile(r"([0-9a-zA-Z][_-]?){1,63}")
+SessionDep = Annotated[Session, Depends(session_for)]
+IdentifierPath = Annotated[str, Path(min_length=1, max_length=2048, pattern=PRINTABLE, description="A name or an ARN.")]
 
 
-@router.post(BASE)
-async def create_deployment(request: Request) -> Response:
-    store = request.app.state.store
-    body = await json_body(request)
-    name, model_arn = body.get("modelDeploymentName"), body.get("modelArn")
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise ValidationException(f"modelDeploymentName '{name}' does not match the pattern {NAME.pattern}")
-    with store.session() as session:
-        token = body.get("clientRequestToken")
-        if token:
-            existing = session.scalar(select(Deployment).where(Deployment.client_token == token))
-            if existing is not None:
-                return JSONResponse({"customModelDeploymentArn": existing.arn}, status_code=202)
-        model = store.model(session, model_arn or "")
-        if model is None:
-            raise ResourceNotFoundException(f"Could not find model with identifier {model_arn}")
-        if model.status != "Active":
-            raise ValidationException(f"model {model.name} is {model.status}; only an Active model can be deployed")
-        deployment_id = new_id()
-        deployment = Deployment(
-            id=deployment_id, arn=wire.deployment_arn(deployment_id), name=name, model_arn=model.arn,
-            description=body.get("description"), client_token=token, status="Active", created=utcnow(), modified=utcnow(),
-        )
-        session.add(deployment)
-        try:
-            session.commit()
-        except IntegrityError as exc:
-            session.rollback()
-            raise ConflictException(f"The provided deployment name {name} is currently in use.") from exc
-        return JSONResponse({"customModelDeploymentArn": deployment.arn}, status_code=202)
+@router.post(BASE, status_code=202, response_model=DeploymentArn)
+def create_deployment(body: CreateDeploymentRequest, store: StoreDep, session: SessionDep) -> JSONResponse:
+    if body.clientRequestToken:
+        existing = session.scalar(select(Deployment).where(Deployment.client_token == body.clientRequestToken))
+        if existing is not None:
+            return JSONResponse({"customModelDeploymentArn": existing.arn}, status_code=202)
+    model = store.model(session, body.modelArn)
+    if model is None:
+        raise ResourceNotFoundException(f"Could not find model with identifier {body.modelArn}")
+    if model.status != "Active":
+        raise ValidationException(f"model {model.name} is {model.status}; only an Active model can be deployed")
+    deployment_id = new_id()
+    deployment = Deployment(
+        id=deployment_id, arn=wire.deployment_arn(deployment_id), name=body.modelDeploymentName, model_arn=model.arn,
+        description=body.description, client_token=body.clientRequestToken, status="Active", created=utcnow(), modified=utcnow(),
+    )
+    session.add(deployment)
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ConflictException(f"The provided deployment name {body.modelDeploymentName} is currently in use.") from exc
+    return JSONResponse({"customModelDeploymentArn": deployment.arn}, status_code=202)
 
 
-def _deployment_or_404(store, session, identifier: str) -> Deployment:
+def _deployment_or_404(store: JobStore, session: Session, identifier: str) -> Deployment:
     deployment = store.deployment(session, identifier)
     if deployment is None:
         raise ResourceNotFoundException(f"Could not find deployment with identifier {identifier}")
     return deployment
 
 
-@router.get(BASE)
-async def list_deployments(request: Request) -> Response:
-    store, params = request.app.state.store, request.query_params
-    with store.session() as session:
-        rows = list(session.scalars(select(Deployment)).all())
-    rows = [
-        d for d in rows
-        if (not params.get("nameContains") or params["nameContains"] in d.name)
-        and (not params.get("statusEquals") or d.status == params["statusEquals"])
-        and (not params.get("modelArnEquals") or d.model_arn == params["modelArnEquals"])
-    ]
-    return list_response(request, rows, wire.deployment_summary, "modelDeploymentSummaries")
+class ListDeploymentsQuery(ListQuery):
+    createdAfter: dt.datetime | None = None
+    createdBefore: dt.datetime | None = None
+    nameContains: Filter | None = None
+    statusEquals: Literal["Creating", "Active", "Failed"] | None = None
+    modelArnEquals: Filter | None = None
 
 
-@router.get(BASE + "/{identifier:path}")
-async def get_deployment(request: Request, identifier: str) -> Response:
-    store = request.app.state.store
-    with store.session() as session:
-        return JSONResponse(wire.deployment_detail(_deployment_or_404(store, session, identifier)))
+@router.get(BASE, response_model=DeploymentList, response_model_exclude_none=True)
+def list_deployments(query: Annotated[ListDeploymentsQuery, Query()], session: SessionDep) -> dict:
+    conditions = created_between(Deployment.created, query.createdAfter, query.createdBefore)
+    if query.nameContains:
+        conditions.append(Deployment.name.contains(query.nameContains, autoescape=True))
+    if query.statusEquals:
+        conditions.append(Deployment.status == query.statusEquals)
+    if query.modelArnEquals:
+        conditions.append(Deployment.model_arn == query.modelArnEquals)
+    statement = select(Deployment).where(*conditions)
+    return list_page(session, statement, Deployment, query, wire.deployment_summary, "modelDeploymentSummaries")
 
 
-@router.delete(BASE + "/{identifier:path}")
-async def delete_deployment(request: Request, identifier: str) -> Response:
-    store = request.app.state.store
-    with store.session() as session:
-        session.delete(_deployment_or_404(store, session, identifier))
-        session.commit()
-    return JSONResponse({})
+@router.get(BASE + "/{identifier:path}", response_model=DeploymentDetail, response_model_exclude_none=True)
+def get_deployment(identifier: IdentifierPath, store: StoreDep, session: SessionDep) -> dict:
+    return wire.deployment_detail(_deployment_or_404(store, session, identifier))
+
+
+@router.delete(BASE + "/{identifier:path}", response_model=Empty)
+def delete_deployment(identifier: IdentifierPath, store: StoreDep, session: SessionDep) -> dict:
+    session.delete(_deployment_or_404(store, session, identifier))
+    session.commit()
+    return {}

@@ -1,9 +1,22 @@
 """The hosted service's error shapes: HTTP status, ``x-amzn-ErrorType`` and ``{"message"}``.
 
-botocore turns these into ``client.exceptions.<Name>``.
+botocore turns these into ``client.exceptions.<Name>``. Every error the server sends has
+this shape, including the ones FastAPI and Starlette raise themselves (unknown routes, wrong
+methods, bodies that do not parse or do not fit the request model, bodies over the size
+limit): :func:`install_handlers` maps them all.
 """
 
 from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("tunesmith.service")
 
 
 class ServiceError(Exception):
@@ -33,3 +46,118 @@ class AccessDeniedException(ServiceError):
 
 class ServiceQuotaExceededException(ServiceError):
     name, status = "ServiceQuotaExceededException", 400
+
+
+class UnknownOperationException(ServiceError):
+    name, status = "UnknownOperationException", 404
+
+
+class RequestTooLargeException(ServiceError):
+    """Not a Bedrock name; boto3 raises it as a ClientError with this code."""
+
+    name, status = "ValidationException", 413
+
+
+def error_response(error: ServiceError) -> Response:
+    return JSONResponse({"message": error.message}, status_code=error.status, headers={"x-amzn-ErrorType": error.name})
+
+
+def _field(location: tuple[Any, ...]) -> str:
+    """``("body", "validationDataConfig", "validators", 0, "s3Uri")`` -> ``validationDataConfig.validators[0].s3Uri``."""
+    parts = [p for p in location if p not in ("body", "query", "path", "header")]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "the request body"
+
+
+def _shown(value: Any, limit: int = 70) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = text.encode("unicode_escape", "backslashreplace").decode("ascii") if not text.isprintable() else text
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+_TYPE_NAMES = {
+    "model_type": "a JSON object", "model_attributes_type": "a JSON object", "dict_type": "a JSON object",
+    "string_type": "a string", "int_type": "an integer", "int_from_float": "an integer", "float_type": "a number",
+    "bool_type": "true or false", "list_type": "a list", "datetime_type": "a timestamp",
+}
+
+
+def _json_type(value: Any) -> str:
+    for kind, name in ((bool, "true/false"), (int, "an integer"), (float, "a number"), (str, "a string"),
+                       (list, "a list"), (dict, "an object"), (type(None), "null")):
+        if isinstance(value, kind):
+            return name
+    return "something else"
+
+
+def describe(error: dict[str, Any]) -> str:
+    """One pydantic error as a sentence that names the field, e.g.
+    ``jobName 'a b' does not match the pattern ^[a-zA-Z0-9][a-zA-Z0-9+.-]*$``."""
+    where, kind, ctx = _field(tuple(error.get("loc", ()))), error.get("type", ""), error.get("ctx") or {}
+    value = error.get("input")
+    if kind in _TYPE_NAMES:
+        return f"{where} must be {_TYPE_NAMES[kind]}, not {_json_type(value)}"
+    if kind == "missing":
+        return f"{where} is required"
+    if kind == "extra_forbidden":
+        return f"{where} is not a field of this request"
+    if kind == "string_pattern_mismatch":
+        from tunesmith.service.protocol import PATTERN_MEANINGS
+
+        if ctx.get("pattern") in PATTERN_MEANINGS:
+            return f"{where} '{_shown(value)}' {PATTERN_MEANINGS[ctx['pattern']]}"
+        return f"{where} '{_shown(value)}' does not match the pattern {ctx.get('pattern')}"
+    if kind == "string_too_long":
+        return f"{where} '{_shown(value)}' is {len(value)} characters long; the maximum is {ctx.get('max_length')}"
+    if kind == "string_too_short":
+        return f"{where} must be at least {ctx.get('min_length')} character(s) long"
+    if kind == "too_long":
+        return f"{where} has {ctx.get('actual_length')} entries; at most {ctx.get('max_length')} are allowed"
+    if kind in ("less_than_equal", "greater_than_equal", "less_than", "greater_than"):
+        bound = {"less_than_equal": "at most", "greater_than_equal": "at least", "less_than": "below", "greater_than": "above"}[kind]
+        limit = next(iter(ctx.values()), "")
+        return f"{where} {_shown(value)} is out of range: must be {bound} {limit}"
+    if kind == "json_invalid":
+        return f"the request body is not valid JSON: {ctx.get('error', 'cannot parse it')}"
+    if kind == "literal_error" or kind == "enum":
+        return f"{where} '{_shown(value)}' is not one of {ctx.get('expected')}"
+    message = str(error.get("msg", "is not valid"))
+    return f"{where}: {message[0].lower() + message[1:] if message else message}"
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Every error leaves in Bedrock's shape, with ``x-amzn-ErrorType``."""
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, error: ServiceError) -> Response:
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, error: RequestValidationError) -> Response:
+        problems = [describe(e) for e in error.errors()]
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        return error_response(ValidationException(shown))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 404:
+            return error_response(UnknownOperationException(f"no operation at {request.method} {_shown(request.url.path, 200)}"))
+        if error.status_code == 405:
+            failure = UnknownOperationException(f"{request.method} is not supported at {_shown(request.url.path, 200)}")
+            failure.status = 405
+            return error_response(failure)
+        if error.status_code == 413:
+            return error_response(RequestTooLargeException(f"the request body is over the server's limit: {error.detail}"))
+        failure = ValidationException(f"the request could not be read: {error.detail}")
+        failure.status = error.status_code if 400 <= error.status_code < 500 else 400
+        return error_response(failure)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> Response:
+        log.exception("unexpected error in %s %s", request.method, request.url.path)
+        return error_response(ServiceError(f"internal error ({type(error).__name__}); the server log has the details"))

@@ -13,9 +13,14 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from tunesmith.evaluation.generation import Completion, GenerationSettings, generate
+from tunesmith import guide
 from tunesmith.service.errors import ValidationException
+from tunesmith.service.protocol import InferenceConfig, Message, TextBlock
 
 MAX_LOADED = 2
+DEFAULT_MAX_TOKENS = guide.DEFAULT_RESPONSE_TOKENS
+DEFAULT_TEMPERATURE = 0.7
+DEFAULT_TOP_P = 0.9
 
 
 @dataclass
@@ -59,45 +64,23 @@ class ModelCache:
         return loaded
 
 
-def settings_from(config: dict[str, Any] | None) -> GenerationSettings:
-    """Converse's ``inferenceConfig`` (and Nova's snake_case spellings) as generation settings."""
-    config = config or {}
-    max_tokens = config.get("maxTokens", config.get("max_new_tokens", 512))
-    temperature = config.get("temperature", 0.7)
-    top_p = config.get("topP", config.get("top_p", 0.9))
-    stops = config.get("stopSequences") or []
-    if not isinstance(max_tokens, int) or not 1 <= max_tokens <= 8192:
-        raise ValidationException(f"inferenceConfig.maxTokens {max_tokens!r} is out of range: must be between 1 and 8192")
-    if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1:
-        raise ValidationException(f"inferenceConfig.temperature {temperature!r} is out of range: must be between 0 and 1")
-    if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
-        raise ValidationException(f"inferenceConfig.topP {top_p!r} is out of range: must be greater than 0 and at most 1")
-    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) or len(stops) > 4:
-        raise ValidationException("inferenceConfig.stopSequences must be a list of at most 4 non-empty strings")
-    return GenerationSettings(max_new_tokens=max_tokens, temperature=float(temperature), top_p=float(top_p), stop=tuple(stops), batch_size=1)
+def settings_from(config: InferenceConfig | None) -> GenerationSettings:
+    """Converse's ``inferenceConfig`` (and Nova's snake_case spellings), already range-checked
+    by the protocol models, as generation settings."""
+    values = config.model_dump(exclude_none=True) if config is not None else {}
+    max_tokens = values.get("maxTokens", values.get("max_new_tokens", DEFAULT_MAX_TOKENS))
+    top_p = values.get("topP", values.get("top_p", DEFAULT_TOP_P))
+    return GenerationSettings(max_new_tokens=max_tokens, temperature=float(values.get("temperature", DEFAULT_TEMPERATURE)),
+                              top_p=float(top_p), stop=tuple(values.get("stopSequences") or ()), batch_size=1)
 
 
-def chat_from(messages: Any, system: Any) -> list[dict[str, str]]:
+def chat_from(messages: list[Message], system: list[TextBlock] | None) -> list[dict[str, str]]:
     """Converse/Nova messages and system blocks as a chat-template message list."""
-    if not isinstance(messages, list) or not messages:
-        raise ValidationException("messages must be a non-empty list")
     chat = []
     if system:
-        if not isinstance(system, list) or not all(isinstance(b, dict) and isinstance(b.get("text"), str) for b in system):
-            raise ValidationException('system must be a list of {"text": "..."} blocks')
-        chat.append({"role": "system", "content": "\n".join(b["text"] for b in system)})
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-            raise ValidationException(f"messages[{i}].role must be user or assistant")
-        blocks = message.get("content")
-        if not isinstance(blocks, list) or not blocks:
-            raise ValidationException(f"messages[{i}].content must be a non-empty list of content blocks")
-        texts = []
-        for j, block in enumerate(blocks):
-            if not isinstance(block, dict) or not isinstance(block.get("text"), str):
-                raise ValidationException(f"messages[{i}].content[{j}]: only text blocks are supported by this tunesmith build")
-            texts.append(block["text"])
-        chat.append({"role": message["role"], "content": "\n".join(texts)})
+        chat.append({"role": "system", "content": "\n".join(b.text for b in system)})
+    for message in messages:
+        chat.append({"role": message.role, "content": "\n".join(b.text for b in message.content)})
     if chat[-1]["role"] != "user":
         raise ValidationException("the last message must be from the user")
     return chat

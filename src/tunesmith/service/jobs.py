@@ -1,99 +1,104 @@
-"""Routes of the control plane: customization jobs and custom models."""
+"""Routes of the control plane: customization jobs and custom models.
+
+Plain ``def`` routes: FastAPI runs them on its threadpool, so database and file work never
+blocks the event loop (and ``/health``) while it runs.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import shutil
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, defer
 
-from tunesmith.service.listing import json_body, list_response, parse_time
+from tunesmith.service import lifecycle, wire
+from tunesmith.service.dependencies import SettingsDep, StoreDep, session_for
 from tunesmith.service.errors import ConflictException, ResourceNotFoundException, ValidationException
-from tunesmith.service.requests import parse_create
-from tunesmith.service.store import CustomModel, Job, new_id, utcnow
-from tunesmith.service import wire
+from tunesmith.service.layout import JobFolder
+from tunesmith.service.lifecycle import JobStatus, TransitionError
+from tunesmith.service.listing import Filter, ListQuery, created_between, list_page
+from tunesmith.service.protocol import (
+    PRINTABLE, CreateJobRequest, Empty, JobArn, JobCheckpoints, JobDetail, JobList, JobStatusName, ModelDetail, ModelList,
+    ModelStatusName,
+)
+from tunesmith.service.spec import spec_from_request
+from tunesmith.service.store import CustomModel, Job, JobStore, new_id, utcnow
 from tunesmith.tiers import UnknownModelError, resolve_tier
 
 router = APIRouter()
-PHASES = ("validationDetails", "dataProcessingDetails", "trainingDetails")
+SessionDep = Annotated[Session, Depends(session_for)]
+IdentifierPath = Annotated[str, Path(min_length=1, max_length=2048, pattern=PRINTABLE, description="A name or an ARN.")]
+MAX_EVENT_LINES = 100_000
 
 
-@router.post("/model-customization-jobs")
-async def create_job(request: Request) -> Response:
-    settings, store = request.app.state.settings, request.app.state.store
-    body = await json_body(request)
-    create = parse_create(body, settings.allowed_roots)
-    with store.session() as session:
-        if create.client_token:
-            existing = session.scalar(select(Job).where(Job.client_token == create.client_token))
-            if existing is not None:
-                if existing.name != create.job_name:
-                    raise ConflictException("clientRequestToken was already used for a different job")
-                return JSONResponse({"jobArn": existing.arn}, status_code=201)
-        if store.job(session, create.job_name) is not None:
-            raise ConflictException("The provided job name is currently in use.")
-        if store.model(session, create.model_name) is not None or session.scalar(
-            select(Job).where(Job.output_model_name == create.model_name, Job.status.in_(("InProgress", "Stopping")))
-        ):
-            raise ConflictException(f"The provided custom model name {create.model_name} is currently in use.")
-        if create.teacher is not None:
-            model = store.model(session, create.teacher)
-            if model is None:
-                try:
-                    resolve_tier(create.teacher)
-                except UnknownModelError as exc:
-                    raise ValidationException(f"teacherModelIdentifier: {exc}; or give a custom model ARN of this server") from exc
-            elif model.status != "Active":
-                raise ValidationException(f"teacher model {model.name} is {model.status}; it must be Active")
-        job_id = new_id()
-        now = utcnow()
-        stamp = wire.timestamp(now)
-        normalised = {
-            **body,
-            "customizationType": create.customization_type,
-            "hyperParametersResolved": create.hyperparameters.to_wire(),
-            "validationDataConfig": body.get("validationDataConfig") or {"validators": []},
-        }
-        job = Job(
-            id=job_id, arn=wire.job_arn(create.base_model_id, job_id), name=create.job_name,
-            client_token=create.client_token, request=normalised,
-            base_model_arn=wire.foundation_model_arn(create.base_model_id), customization_type=create.customization_type,
-            output_model_name=create.model_name, status="InProgress",
-            phases={p: {"status": "NotStarted", "creationTime": stamp, "lastModifiedTime": stamp} for p in PHASES},
-            validation_losses=[], checkpoints=[], created=now, modified=now,
-        )
-        session.add(job)
+@router.post("/model-customization-jobs", status_code=201, response_model=JobArn)
+def create_job(body: CreateJobRequest, settings: SettingsDep, store: StoreDep, session: SessionDep) -> JSONResponse:
+    spec = spec_from_request(body, settings.allowed_roots)
+    if spec.client_token:
+        existing = session.scalar(select(Job).where(Job.client_token == spec.client_token))
+        if existing is not None:
+            if existing.name != spec.job_name:
+                raise ConflictException("clientRequestToken was already used for a different job")
+            return JSONResponse({"jobArn": existing.arn}, status_code=201)
+    if store.job(session, spec.job_name) is not None:
+        raise ConflictException("The provided job name is currently in use.")
+    if store.model(session, spec.model_name) is not None or session.scalar(
+        select(Job.id).where(Job.output_model_name == spec.model_name, Job.status.in_(lifecycle.ACTIVE))
+    ):
+        raise ConflictException(f"The provided custom model name {spec.model_name} is currently in use.")
+    if spec.teacher is not None:
+        _check_teacher(store, session, spec.teacher)
+    job_id, now = new_id(), utcnow()
+    job = Job(
+        id=job_id, arn=wire.job_arn(spec.base_model_id, job_id), name=spec.job_name, client_token=spec.client_token,
+        spec_json=spec.model_dump(mode="json"), base_model_arn=wire.foundation_model_arn(spec.base_model_id),
+        customization_type=spec.customization_type, output_model_name=spec.model_name, status=JobStatus.IN_PROGRESS.value,
+        phases=lifecycle.new_phases(), validation_losses=[], checkpoints=[], created=now, modified=now, details={},
+    )
+    session.add(job)
+    try:
+        session.commit()
+    except IntegrityError as exc:  # a concurrent create of the same name or token won
+        session.rollback()
+        raise ConflictException("The provided job name is currently in use.") from exc
+    return JSONResponse({"jobArn": job.arn}, status_code=201)
+
+
+def _check_teacher(store: JobStore, session: Session, teacher: str) -> None:
+    model = store.model(session, teacher)
+    if model is None:
         try:
-            session.commit()
-        except IntegrityError as exc:  # a concurrent create of the same name or token won
-            session.rollback()
-            raise ConflictException("The provided job name is currently in use.") from exc
-        return JSONResponse({"jobArn": job.arn}, status_code=201)
+            resolve_tier(teacher)
+        except UnknownModelError as exc:
+            raise ValidationException(f"teacherModelIdentifier: {exc}; or give a custom model ARN of this server") from exc
+    elif model.status != "Active":
+        raise ValidationException(f"teacher model {model.name} is {model.status}; it must be Active")
 
 
-@router.get("/model-customization-jobs")
-async def list_jobs(request: Request) -> Response:
-    params = request.query_params
-    store = request.app.state.store
-    after = parse_time(params.get("creationTimeAfter"), "creationTimeAfter")
-    before = parse_time(params.get("creationTimeBefore"), "creationTimeBefore")
-    status = params.get("statusEquals")
-    if status and status not in ("InProgress", "Completed", "Failed", "Stopping", "Stopped"):
-        raise ValidationException(f"statusEquals '{status}' is not InProgress, Completed, Failed, Stopping or Stopped")
-    with store.session() as session:
-        rows = list(session.scalars(select(Job)).all())
-    rows = [
-        j for j in rows
-        if (not status or j.status == status)
-        and (not params.get("nameContains") or params["nameContains"] in j.name)
-        and (after is None or j.created > after)
-        and (before is None or j.created < before)
-    ]
-    return list_response(request, rows, wire.job_summary, "modelCustomizationJobSummaries")
+class ListJobsQuery(ListQuery):
+    creationTimeAfter: dt.datetime | None = None
+    creationTimeBefore: dt.datetime | None = None
+    statusEquals: JobStatusName | None = None
+    nameContains: Filter | None = None
 
 
-def _job_or_404(store, session, identifier: str) -> Job:
+@router.get("/model-customization-jobs", response_model=JobList, response_model_exclude_none=True)
+def list_jobs(query: Annotated[ListJobsQuery, Query()], session: SessionDep) -> dict:
+    statement = select(Job).options(defer(Job.spec_json), defer(Job.details), defer(Job.checkpoints), defer(Job.validation_losses))
+    conditions = created_between(Job.created, query.creationTimeAfter, query.creationTimeBefore)
+    if query.statusEquals:
+        conditions.append(Job.status == query.statusEquals)
+    if query.nameContains:
+        conditions.append(Job.name.contains(query.nameContains, autoescape=True))
+    return list_page(session, statement.where(*conditions), Job, query, wire.job_summary, "modelCustomizationJobSummaries")
+
+
+def _job_or_404(store: JobStore, session: Session, identifier: str) -> Job:
     job = store.job(session, identifier)
     if job is None:
         raise ResourceNotFoundException(f"Could not find job with identifier {identifier}")
@@ -101,97 +106,89 @@ def _job_or_404(store, session, identifier: str) -> Job:
 
 
 @router.get("/model-customization-jobs/{identifier:path}/events")
-async def job_events(request: Request, identifier: str) -> Response:
-    """tunesmith's addition: the job's training events as JSON lines (``?after=N`` skips N)."""
-    settings, store = request.app.state.settings, request.app.state.store
-    with store.session() as session:
-        job = _job_or_404(store, session, identifier)
-    path = settings.home / "jobs" / job.id / "run" / "events.jsonl"
-    skip = int(request.query_params.get("after", 0))
-    lines = path.read_text().splitlines()[skip:] if path.exists() else []
-    return Response("".join(line + "\n" for line in lines), media_type="application/x-ndjson")
+def job_events(identifier: IdentifierPath, settings: SettingsDep, store: StoreDep, session: SessionDep,
+               after: Annotated[int, Query(ge=0, le=MAX_EVENT_LINES * 100, description="Skip this many lines.")] = 0) -> Response:
+    """tunesmith's addition: the job's training events as JSON lines (``?after=N`` skips N lines)."""
+    job = _job_or_404(store, session, identifier)
+    path = JobFolder(settings.home, job.id).events
+    lines: list[str] = []
+    if path.is_file():
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle):
+                if number >= after + MAX_EVENT_LINES:
+                    break
+                if number >= after and line.endswith("\n"):  # a line still being written is sent next time
+                    lines.append(line)
+    return Response("".join(lines), media_type="application/x-ndjson")
 
 
-@router.get("/model-customization-jobs/{identifier:path}/checkpoints")
-async def job_checkpoints(request: Request, identifier: str) -> Response:
+@router.get("/model-customization-jobs/{identifier:path}/checkpoints", response_model=JobCheckpoints)
+def job_checkpoints(identifier: IdentifierPath, store: StoreDep, session: SessionDep) -> dict:
     """tunesmith's addition: the job's checkpoints (botocore drops fields its model lacks)."""
-    store = request.app.state.store
-    with store.session() as session:
-        job = _job_or_404(store, session, identifier)
-        return JSONResponse({"jobArn": job.arn, "checkpoints": job.checkpoints})
+    job = _job_or_404(store, session, identifier)
+    return {"jobArn": job.arn, "checkpoints": job.checkpoints or []}
 
 
-@router.post("/model-customization-jobs/{identifier:path}/stop")
-async def stop_job(request: Request, identifier: str) -> Response:
-    store = request.app.state.store
-    with store.session() as session:
-        job = _job_or_404(store, session, identifier)
-        if job.status != "InProgress":
-            raise ValidationException(f"job {job.name} is {job.status}; only an InProgress job can be stopped")
-        job.stop_requested = True
-        now = utcnow()
-        if job.worker_pid is None:  # not started: nothing to interrupt
-            job.status, job.ended = "Stopped", now
-            job.phases = _mark_unfinished(job.phases, "Stopped")
-        else:
-            job.status = "Stopping"
-        job.modified = now
-        session.commit()
-    return JSONResponse({})
+@router.post("/model-customization-jobs/{identifier:path}/stop", response_model=Empty)
+def stop_job(identifier: IdentifierPath, store: StoreDep, session: SessionDep) -> dict:
+    job = _job_or_404(store, session, identifier)
+    try:
+        lifecycle.request_stop(job)
+    except TransitionError as exc:
+        raise ValidationException(str(exc)) from exc
+    session.commit()
+    return {}
 
 
-def _mark_unfinished(phases: dict, status: str) -> dict:
-    return {k: {**v, "status": status if v["status"] in ("NotStarted", "InProgress") else v["status"]} for k, v in phases.items()}
+@router.get("/model-customization-jobs/{identifier:path}", response_model=JobDetail, response_model_exclude_none=True)
+def get_job(identifier: IdentifierPath, store: StoreDep, session: SessionDep) -> dict:
+    return wire.job_detail(_job_or_404(store, session, identifier))
 
 
-@router.get("/model-customization-jobs/{identifier:path}")
-async def get_job(request: Request, identifier: str) -> Response:
-    store = request.app.state.store
-    with store.session() as session:
-        return JSONResponse(wire.job_detail(_job_or_404(store, session, identifier)))
+class ListModelsQuery(ListQuery):
+    creationTimeAfter: dt.datetime | None = None
+    creationTimeBefore: dt.datetime | None = None
+    nameContains: Filter | None = None
+    baseModelArnEquals: Filter | None = None
+    foundationModelArnEquals: Filter | None = None
+    modelStatus: ModelStatusName | None = None
+    isOwned: bool | None = None
 
 
-@router.get("/custom-models")
-async def list_models(request: Request) -> Response:
-    params = request.query_params
-    store = request.app.state.store
-    with store.session() as session:
-        rows = list(session.scalars(select(CustomModel)).all())
-    rows = [
-        m for m in rows
-        if (not params.get("nameContains") or params["nameContains"] in m.name)
-        and (not params.get("modelStatus") or m.status == params["modelStatus"])
-        and (not params.get("baseModelArnEquals") or m.base_model_arn == params["baseModelArnEquals"])
-    ]
-    return list_response(request, rows, wire.model_summary, "modelSummaries")
+@router.get("/custom-models", response_model=ModelList, response_model_exclude_none=True)
+def list_models(query: Annotated[ListModelsQuery, Query()], session: SessionDep) -> dict:
+    conditions = created_between(CustomModel.created, query.creationTimeAfter, query.creationTimeBefore)
+    if query.nameContains:
+        conditions.append(CustomModel.name.contains(query.nameContains, autoescape=True))
+    if query.modelStatus:
+        conditions.append(CustomModel.status == query.modelStatus)
+    for arn in (query.baseModelArnEquals, query.foundationModelArnEquals):
+        if arn:
+            conditions.append(CustomModel.base_model_arn == arn)
+    statement = select(CustomModel).options(defer(CustomModel.details)).where(*conditions)
+    return list_page(session, statement, CustomModel, query, wire.model_summary, "modelSummaries")
 
 
-def _model_or_404(store, session, identifier: str) -> CustomModel:
+def _model_or_404(store: JobStore, session: Session, identifier: str) -> CustomModel:
     model = store.model(session, identifier)
     if model is None:
         raise ResourceNotFoundException(f"Could not find model with identifier {identifier}")
     return model
 
 
-@router.get("/custom-models/{identifier:path}")
-async def get_model(request: Request, identifier: str) -> Response:
-    store = request.app.state.store
-    with store.session() as session:
-        model = _model_or_404(store, session, identifier)
-        job = store.job(session, model.job_arn)
-        return JSONResponse(wire.model_detail(model, job))
+@router.get("/custom-models/{identifier:path}", response_model=ModelDetail, response_model_exclude_none=True)
+def get_model(identifier: IdentifierPath, store: StoreDep, session: SessionDep) -> dict:
+    model = _model_or_404(store, session, identifier)
+    return wire.model_detail(model, store.job(session, model.job_arn))
 
 
-@router.delete("/custom-models/{identifier:path}")
-async def delete_model(request: Request, identifier: str) -> Response:
-    import shutil
-
-    store = request.app.state.store
-    with store.session() as session:
-        model = _model_or_404(store, session, identifier)
-        folder = model.folder
-        session.delete(model)
-        session.commit()
+@router.delete("/custom-models/{identifier:path}", response_model=Empty)
+def delete_model(identifier: IdentifierPath, store: StoreDep, session: SessionDep) -> dict:
+    model = _model_or_404(store, session, identifier)
+    folder = model.folder
+    session.delete(model)
+    session.commit()
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
-    return JSONResponse({})
+    return {}
+

@@ -1,73 +1,80 @@
-"""Helpers the routes share: the JSON body, timestamps in query strings, sorting and pages."""
+"""The List* routes' shared half: query parameters, filtering, sorting and pages in SQL.
+
+Pages use keyset tokens: ``nextToken`` names the last row sent (creation time and id), and
+the next page starts after it, so a job created meanwhile never shifts or repeats a page.
+Rows are loaded without their large columns (a job's spec), only what a summary shows.
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import json
+from typing import Annotated, Any, Callable
 
-from fastapi import Request
-from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import Session
 
 from tunesmith.service.errors import ValidationException
+from tunesmith.service.protocol import PRINTABLE, SortBy, SortOrder
+
+Filter = Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=PRINTABLE)]
 
 
-async def json_body(request: Request) -> dict:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except json.JSONDecodeError as exc:
-        raise ValidationException(f"the request body is not valid JSON: {exc.msg}") from exc
-    if not isinstance(body, dict):
-        raise ValidationException("the request body must be a JSON object")
-    return body
+class ListQuery(BaseModel):
+    """The query parameters every List* operation takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    maxResults: Annotated[int, Field(ge=1, le=1000)] = 100
+    nextToken: Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^\S*$")] | None = None
+    sortBy: SortBy = "CreationTime"
+    sortOrder: SortOrder = "Descending"
 
 
-def parse_time(value: str | None, key: str) -> dt.datetime | None:
-    if not value:
+def utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A query timestamp in UTC (a naive one is taken as UTC), as the store keeps them."""
+    if value is None:
         return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            parsed = dt.datetime.fromtimestamp(float(value), dt.timezone.utc)
-        except ValueError as exc:
-            raise ValidationException(f"{key} '{value}' is not a timestamp") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc) if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
-def page(request: Request, rows: list, render) -> tuple[list, str | None]:
-    params = request.query_params
+def created_between(column, after: dt.datetime | None, before: dt.datetime | None) -> list:
+    conditions = []
+    if after is not None:
+        conditions.append(column > utc(after))
+    if before is not None:
+        conditions.append(column < utc(before))
+    return conditions
+
+
+def _token(row: Any) -> str:
+    created = utc(row.created).isoformat()
+    return base64.urlsafe_b64encode(json.dumps([created, row.id]).encode()).decode()
+
+
+def _after_token(token: str) -> tuple[dt.datetime, str]:
     try:
-        limit = int(params.get("maxResults", 100))
-    except ValueError as exc:
-        raise ValidationException("maxResults must be an integer") from exc
-    if not 1 <= limit <= 1000:
-        raise ValidationException(f"maxResults {limit} is out of range: must be between 1 and 1000")
-    token = params.get("nextToken")
-    try:
-        offset = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
-    except (ValueError, UnicodeDecodeError) as exc:
+        created, row_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return utc(dt.datetime.fromisoformat(created)), str(row_id)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise ValidationException("nextToken is not a token this server issued") from exc
-    page = rows[offset : offset + limit]
-    following = offset + limit
-    next_token = base64.urlsafe_b64encode(str(following).encode()).decode() if following < len(rows) else None
-    return [render(r) for r in page], next_token
 
 
-def sort(request: Request, rows: list, names: dict[str, str]) -> list:
-    params = request.query_params
-    sort_by = params.get("sortBy", "CreationTime")
-    if sort_by not in names:
-        raise ValidationException(f"sortBy '{sort_by}' is not one of {', '.join(names)}")
-    order = params.get("sortOrder", "Descending")
-    if order not in ("Ascending", "Descending"):
-        raise ValidationException(f"sortOrder '{order}' is not Ascending or Descending")
-    return sorted(rows, key=lambda r: (getattr(r, names[sort_by]), r.id), reverse=order == "Descending")
-
-
-def list_response(request: Request, rows: list, render, key: str) -> JSONResponse:
-    """A List* answer: rows sorted by creation time, one page of them under ``key``, and a
-    ``nextToken`` when more remain."""
-    rows = sort(request, rows, {"CreationTime": "created"})
-    summaries, token = page(request, rows, render)
-    return JSONResponse({key: summaries, **({"nextToken": token} if token else {})})
+def list_page(session: Session, statement: Select, table: type, query: ListQuery, render: Callable[[Any], dict], key: str) -> dict:
+    """One page of ``statement``'s rows (already filtered), sorted by creation time then id."""
+    descending = query.sortOrder == "Descending"
+    if query.nextToken:
+        created, row_id = _after_token(query.nextToken)
+        if descending:
+            statement = statement.where(or_(table.created < created, and_(table.created == created, table.id < row_id)))
+        else:
+            statement = statement.where(or_(table.created > created, and_(table.created == created, table.id > row_id)))
+    order = (table.created.desc(), table.id.desc()) if descending else (table.created.asc(), table.id.asc())
+    rows = list(session.scalars(statement.order_by(*order).limit(query.maxResults + 1)).all())
+    page = rows[: query.maxResults]
+    answer: dict[str, Any] = {key: [render(r) for r in page]}
+    if len(rows) > query.maxResults:
+        answer["nextToken"] = _token(page[-1])
+    return answer

@@ -6,24 +6,26 @@ a deployment ARN or name, or a custom model ARN or name.
 
 from __future__ import annotations
 
-import json
+import time
+from typing import Annotated
 
-from fastapi import APIRouter, Request
-from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import StreamingResponse
 
 from tunesmith.service import eventstream
+from tunesmith.service.dependencies import StoreDep
 from tunesmith.service.errors import ResourceNotFoundException, ValidationException
-from tunesmith.service.inference import chat_from, complete, settings_from, stream
-from tunesmith.service.listing import json_body
+from tunesmith.service.inference import LoadedModel, chat_from, complete, settings_from, stream
+from tunesmith.service.protocol import PRINTABLE, ConverseRequest, ConverseResponse, InvokeRequest, InvokeResponse
+from tunesmith.service.store import JobStore
 from tunesmith.tiers import UnknownModelError, resolve_tier
 
 router = APIRouter()
+ModelId = Annotated[str, Path(min_length=1, max_length=2048, pattern=PRINTABLE, description="A tier, hosted id, custom model or deployment.")]
 
 
-def model_spec(request: Request, model_id: str) -> tuple[str, str]:
+def model_spec(store: JobStore, model_id: str) -> tuple[str, str]:
     """(cache key, spec for resolve_model) of a runtime model id."""
-    store = request.app.state.store
     with store.session() as session:
         deployment = store.deployment(session, model_id)
         model = store.model(session, deployment.model_arn if deployment else model_id)
@@ -40,36 +42,35 @@ def model_spec(request: Request, model_id: str) -> tuple[str, str]:
     return tier.name, tier.name
 
 
-async def _load(request: Request, model_id: str):
-    key, spec = model_spec(request, model_id)
-    return await run_in_threadpool(request.app.state.models.get, key, spec)
+def _load(request: Request, store: JobStore, model_id: str) -> LoadedModel:
+    key, spec = model_spec(store, model_id)
+    return request.app.state.models.get(key, spec)
 
 
 def _usage(input_tokens: int, output_tokens: int) -> dict:
     return {"inputTokens": input_tokens, "outputTokens": output_tokens, "totalTokens": input_tokens + output_tokens}
 
 
-@router.post("/model/{model_id:path}/converse")
-async def converse(request: Request, model_id: str) -> Response:
-    body = await json_body(request)
-    chat, settings = chat_from(body.get("messages"), body.get("system")), settings_from(body.get("inferenceConfig"))
-    loaded = await _load(request, model_id)
-    completion, latency = await run_in_threadpool(complete, loaded, chat, settings)
-    return JSONResponse({
+def _answer(completion) -> dict:
+    return {
         "output": {"message": {"role": "assistant", "content": [{"text": completion.text}]}},
         "stopReason": completion.stop_reason,
         "usage": _usage(completion.input_tokens, completion.output_tokens),
-        "metrics": {"latencyMs": latency},
-    })
+    }
 
 
-@router.post("/model/{model_id:path}/converse-stream")
-async def converse_stream(request: Request, model_id: str) -> Response:
-    import time
+@router.post("/model/{model_id:path}/converse", response_model=ConverseResponse)
+def converse(request: Request, model_id: ModelId, body: ConverseRequest, store: StoreDep) -> dict:
+    chat, settings = chat_from(body.messages, body.system), settings_from(body.inferenceConfig)
+    completion, latency = complete(_load(request, store, model_id), chat, settings)
+    return {**_answer(completion), "metrics": {"latencyMs": latency}}
 
-    body = await json_body(request)
-    chat, settings = chat_from(body.get("messages"), body.get("system")), settings_from(body.get("inferenceConfig"))
-    loaded = await _load(request, model_id)
+
+@router.post("/model/{model_id:path}/converse-stream", response_class=StreamingResponse)
+def converse_stream(request: Request, model_id: ModelId, body: ConverseRequest, store: StoreDep) -> StreamingResponse:
+    """The answer as AWS event-stream frames (messageStart, contentBlockDelta..., messageStop, metadata)."""
+    chat, settings = chat_from(body.messages, body.system), settings_from(body.inferenceConfig)
+    loaded = _load(request, store, model_id)
     started = time.perf_counter()
 
     def events():
@@ -84,22 +85,12 @@ async def converse_stream(request: Request, model_id: str) -> Response:
                 latency = int((time.perf_counter() - started) * 1000)
                 yield eventstream.event("metadata", {"usage": _usage(input_tokens, output_tokens), "metrics": {"latencyMs": latency}})
 
-    return StreamingResponse(iterate_in_threadpool(events()), media_type="application/vnd.amazon.eventstream")
+    return StreamingResponse(events(), media_type="application/vnd.amazon.eventstream")
 
 
-@router.post("/model/{model_id:path}/invoke")
-async def invoke(request: Request, model_id: str) -> Response:
+@router.post("/model/{model_id:path}/invoke", response_model=InvokeResponse)
+def invoke(request: Request, model_id: ModelId, body: InvokeRequest, store: StoreDep) -> dict:
     """The Nova ``messages-v1`` body."""
-    body = await json_body(request)
-    version = body.get("schemaVersion", "messages-v1")
-    if version != "messages-v1":
-        raise ValidationException(f"schemaVersion '{version}' is not messages-v1")
-    chat, settings = chat_from(body.get("messages"), body.get("system")), settings_from(body.get("inferenceConfig"))
-    loaded = await _load(request, model_id)
-    completion, _ = await run_in_threadpool(complete, loaded, chat, settings)
-    payload = {
-        "output": {"message": {"role": "assistant", "content": [{"text": completion.text}]}},
-        "stopReason": completion.stop_reason,
-        "usage": _usage(completion.input_tokens, completion.output_tokens),
-    }
-    return Response(json.dumps(payload), media_type="application/json")
+    chat, settings = chat_from(body.messages, body.system), settings_from(body.inferenceConfig)
+    completion, _ = complete(_load(request, store, model_id), chat, settings)
+    return _answer(completion)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import string
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, create_engine, event, select
+from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, create_engine, event, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+if TYPE_CHECKING:
+    from tunesmith.service.spec import JobSpec
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -39,8 +42,8 @@ class Job(Base):
     arn: Mapped[str] = mapped_column(String(1011), unique=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     client_token: Mapped[str | None] = mapped_column(String(256), unique=True, nullable=True)
-    request: Mapped[dict] = mapped_column(JSON)
-    """The create request as received (normalised), replayed by the worker."""
+    spec_json: Mapped[dict] = mapped_column("request", JSON)
+    """The validated create request (:class:`~tunesmith.service.spec.JobSpec`); read it with :attr:`spec`."""
     base_model_arn: Mapped[str] = mapped_column(String(1011))
     customization_type: Mapped[str] = mapped_column(String(32))
     output_model_name: Mapped[str] = mapped_column(String(63))
@@ -58,6 +61,16 @@ class Job(Base):
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     modified: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ended: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    details: Mapped[dict | None] = mapped_column(JSON, nullable=True, default=dict)
+    """What the run reported: the plan's warnings, the training plan."""
+
+    @property
+    def spec(self) -> "JobSpec":
+        from tunesmith.service.spec import JobSpec, spec_from_legacy
+
+        if "job_name" in self.spec_json:
+            return JobSpec.model_validate(self.spec_json)
+        return spec_from_legacy(self.spec_json)
 
 
 class CustomModel(Base):
@@ -125,7 +138,16 @@ class JobStore:
                 cursor.execute("PRAGMA busy_timeout=30000")
                 cursor.close()
         Base.metadata.create_all(self.engine)
+        self._add_missing_columns()
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since the first release, added in place to an older database.
+        (Schema migrations proper, with Alembic, are planned; this covers the one column so far.)"""
+        columns = {c["name"] for c in inspect(self.engine).get_columns("jobs")}
+        if "details" not in columns:
+            with self.engine.begin() as connection:
+                connection.execute(text("ALTER TABLE jobs ADD COLUMN details JSON"))
 
     def session(self) -> Session:
         return self.sessions()
@@ -144,4 +166,4 @@ class JobStore:
         return session.scalar(select(Deployment).where(column == identifier))
 
     def jobs_to_run(self, session: Session) -> Iterator[Job]:
-        return iter(session.scalars(select(Job).where(Job.status == "InProgress", Job.worker_pid.is_(None)).order_by(Job.created)).all())
+        return iter(session.scalars(select(Job).where(Job.status == "InProgress", Job.worker_pid.is_(None)).order_by(Job.created, Job.id)).all())

@@ -3,6 +3,7 @@
 Workers are separate processes, so a job that crashes or is killed cannot take the API
 down. At start-up, a job whose worker is gone is resumed from its last checkpoint (or
 failed with a message saying why, when it has none); a job that was stopping is stopped.
+Every status change goes through :mod:`tunesmith.service.lifecycle`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
-from tunesmith.service.store import Job, JobStore, utcnow
+from tunesmith.service import lifecycle
+from tunesmith.service.layout import JobFolder
+from tunesmith.service.lifecycle import JobStatus
+from tunesmith.service.settings import ServiceSettings
+from tunesmith.service.store import Job, JobStore
 from tunesmith.training.checkpoints import latest_checkpoint
 
 POLL_SECONDS = 0.5
+NO_CHECKPOINT = ("the worker process stopped before the first checkpoint (server restart or crash); "
+                 "nothing could be resumed: create the job again")
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -35,37 +41,29 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def worker_command(settings: ServiceSettings, job_id: str) -> list[str]:
+    command = [sys.executable, "-m", "tunesmith.service.worker", "--home", str(settings.home),
+               "--database", settings.database_url, "--job", job_id]
+    if settings.save_every:
+        command += ["--save-every", str(settings.save_every)]
+    return command
+
+
 class Supervisor:
-    def __init__(self, store: JobStore, home: Path, concurrency: int = 1):
-        self.store, self.home, self.concurrency = store, home, concurrency
+    def __init__(self, store: JobStore, settings: ServiceSettings):
+        self.store, self.settings = store, settings
         self.children: dict[str, subprocess.Popen] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def recover(self) -> None:
         with self.store.session() as session:
-            for job in session.query(Job).filter(Job.status.in_(("InProgress", "Stopping")), Job.worker_pid.isnot(None)):
+            for job in session.query(Job).filter(Job.status.in_(lifecycle.ACTIVE), Job.worker_pid.isnot(None)):
                 if pid_alive(job.worker_pid):
                     continue  # an orphaned worker still running: it keeps its job
-                self._interrupted(job)
+                has_checkpoint = latest_checkpoint(JobFolder(self.settings.home, job.id).run) is not None
+                lifecycle.interrupted(job, has_checkpoint, NO_CHECKPOINT)
             session.commit()
-
-    def _interrupted(self, job: Job) -> None:
-        """Decide the fate of a job whose worker vanished (the caller commits)."""
-        now = utcnow()
-        if job.status == "Stopping" or job.stop_requested:
-            job.status, job.ended = "Stopped", now
-        elif latest_checkpoint(self.home / "jobs" / job.id / "run") is not None:
-            pass  # queued again (worker_pid cleared below): the next worker resumes from the checkpoint
-        else:
-            job.status, job.ended = "Failed", now
-            job.failure_message = (
-                "the worker process stopped before the first checkpoint (server restart or crash); "
-                "nothing could be resumed: create the job again"
-            )
-            job.phases = {k: {**v, "status": "Failed" if v["status"] == "InProgress" else v["status"]} for k, v in job.phases.items()}
-        job.worker_pid = None
-        job.modified = now
 
     def start(self) -> None:
         self.recover()
@@ -87,20 +85,18 @@ class Supervisor:
     def tick(self) -> None:
         self._reap()
         with self.store.session() as session:
-            running = session.query(Job).filter(Job.status.in_(("InProgress", "Stopping")), Job.worker_pid.isnot(None)).count()
+            running = session.query(Job).filter(Job.status.in_(lifecycle.ACTIVE), Job.worker_pid.isnot(None)).count()
             for job in self.store.jobs_to_run(session):
-                if running >= self.concurrency:
+                if running >= self.settings.concurrency:
                     break
-                logs = self.home / "jobs"
-                logs.mkdir(parents=True, exist_ok=True)
-                with open(logs / f"{job.id}.log", "ab") as log:
+                folder = JobFolder(self.settings.home, job.id)
+                folder.log.parent.mkdir(parents=True, exist_ok=True)
+                with open(folder.log, "ab") as log:
                     process = subprocess.Popen(
-                        [sys.executable, "-m", "tunesmith.service.worker", "--home", str(self.home),
-                         "--database", self.store.url, "--job", job.id],
+                        worker_command(self.settings, job.id),
                         stdout=log, stderr=log,  # same process group: killing the server kills its workers
                     )
-                job.worker_pid = process.pid
-                job.modified = utcnow()
+                lifecycle.claimed(job, process.pid)
                 session.commit()
                 self.children[job.id] = process
                 running += 1
@@ -113,12 +109,10 @@ class Supervisor:
             del self.children[job_id]
             with self.store.session() as session:
                 job = session.get(Job, job_id)
-                if job is not None and job.status in ("InProgress", "Stopping") and job.worker_pid == process.pid:
-                    now = utcnow()
-                    if job.status == "Stopping":
-                        job.status, job.ended = "Stopped", now
+                if job is not None and job.status in lifecycle.ACTIVE and job.worker_pid == process.pid:
+                    if job.status == JobStatus.STOPPING.value:
+                        lifecycle.stopped(job)
                     else:
-                        job.status, job.ended = "Failed", now
-                        job.failure_message = f"the worker process exited unexpectedly (exit code {code}); see {self.home / 'jobs' / (job_id + '.log')}"
-                    job.worker_pid, job.modified = None, now
+                        log = JobFolder(self.settings.home, job_id).log
+                        lifecycle.failed(job, f"the worker process exited unexpectedly (exit code {code}); see {log}")
                     session.commit()

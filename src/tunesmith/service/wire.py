@@ -39,14 +39,14 @@ def status_details(job: Job) -> dict[str, Any]:
 
 
 def job_detail(job: Job) -> dict[str, Any]:
-    request = job.request
+    spec = job.spec
     return _drop_none({
         "jobArn": job.arn,
         "jobName": job.name,
         "outputModelName": job.output_model_name,
         "outputModelArn": job.output_model_arn,
         "clientRequestToken": job.client_token,
-        "roleArn": request["roleArn"],
+        "roleArn": spec.role_arn,
         "status": job.status,
         "statusDetails": status_details(job),
         "failureMessage": job.failure_message,
@@ -54,14 +54,15 @@ def job_detail(job: Job) -> dict[str, Any]:
         "lastModifiedTime": timestamp(job.modified),
         "endTime": timestamp(job.ended),
         "baseModelArn": job.base_model_arn,
-        "hyperParameters": request.get("hyperParametersResolved"),
-        "trainingDataConfig": request["trainingDataConfig"],
-        "validationDataConfig": request.get("validationDataConfig") or {"validators": []},
-        "outputDataConfig": request["outputDataConfig"],
+        "hyperParameters": spec.hyperparameters,
+        "trainingDataConfig": spec.training_data_config(),
+        "validationDataConfig": spec.validation_data_config(),
+        "outputDataConfig": spec.output_data_config(),
         "customizationType": job.customization_type,
+        "customizationConfig": spec.customization_config(),
         "trainingMetrics": {"trainingLoss": job.training_loss} if job.training_loss is not None else None,
         "validationMetrics": [{"validationLoss": v} for v in job.validation_losses] or None,
-        "checkpoints": job.checkpoints or None,
+        "tunesmith": _drop_none({"checkpoints": job.checkpoints or None, **(job.details or {})}) or None,
     })
 
 
@@ -82,7 +83,7 @@ def job_summary(job: Job) -> dict[str, Any]:
 
 
 def model_detail(model: CustomModel, job: Job | None) -> dict[str, Any]:
-    request = job.request if job else {}
+    spec = job.spec if job else None
     return _drop_none({
         "modelArn": model.arn,
         "modelName": model.name,
@@ -90,10 +91,10 @@ def model_detail(model: CustomModel, job: Job | None) -> dict[str, Any]:
         "jobArn": model.job_arn,
         "baseModelArn": model.base_model_arn,
         "customizationType": model.customization_type,
-        "hyperParameters": request.get("hyperParametersResolved"),
-        "trainingDataConfig": request.get("trainingDataConfig"),
-        "validationDataConfig": request.get("validationDataConfig"),
-        "outputDataConfig": request.get("outputDataConfig"),
+        "hyperParameters": spec.hyperparameters if spec else None,
+        "trainingDataConfig": spec.training_data_config() if spec else None,
+        "validationDataConfig": spec.validation_data_config() if spec else None,
+        "outputDataConfig": spec.output_data_config() if spec else None,
         "trainingMetrics": {"trainingLoss": job.training_loss} if job and job.training_loss is not None else None,
         "validationMetrics": [{"validationLoss": v} for v in job.validation_losses] if job and job.validation_losses else None,
         "creationTime": timestamp(model.created),

@@ -1,10 +1,11 @@
 """One job, run in its own process: fetch and validate the data, train, publish the outputs.
 
-``python -m tunesmith.service.worker --home H --database URL --job ID`` is started by the
-supervisor. The process owns the job's row while it runs: it moves the phases along
-(validation -> data processing -> training), writes the latest training loss after every
-step, honours stop requests after the current step, and on success registers the custom
-model. A crash leaves the last checkpoint in place for the supervisor to resume from.
+``python -m tunesmith.service.worker --home H --database URL --job ID [--save-every N]`` is
+started by the supervisor. The process owns the job's row while it runs: it moves the
+phases along (validation -> data processing -> training) through
+:mod:`~tunesmith.service.lifecycle`, writes the latest training loss after every step,
+honours a stop request between micro-batches, and on success registers the custom model.
+A crash leaves the last checkpoint in place for the supervisor to resume from.
 """
 
 from __future__ import annotations
@@ -13,17 +14,21 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
+from tunesmith import guide
 from tunesmith.datasets import DatasetKind, validate_dataset
-from tunesmith.service import uris, wire
-from tunesmith.service.store import CustomModel, Job, JobStore, new_id, utcnow
-from tunesmith.training import StepInfo, TrainConfig, TrainingRun, write_results
+from tunesmith.service import lifecycle, uris, wire
+from tunesmith.service.layout import JobFolder
+from tunesmith.service.lifecycle import Phase
+from tunesmith.service.spec import JobSpec
+from tunesmith.service.store import CustomModel, Job, JobStore, new_id
+from tunesmith.training import RunResult, StepInfo, TrainConfig, TrainingRun, finetune
 from tunesmith.training.checkpoints import latest_checkpoint, list_checkpoints
 from tunesmith.training.metrics import EVENTS, TRAINING_CSV, VALIDATION_CSV
-from tunesmith.tiers import resolve_tier
 
 STOP_POLL_SECONDS = 1.0
-MAX_FAILURE_MESSAGE = 2048
+KINDS = {"CONTINUED_PRE_TRAINING": DatasetKind.PRETRAINING, "DISTILLATION": DatasetKind.DISTILLATION}
 
 
 class JobFailed(Exception):
@@ -31,26 +36,18 @@ class JobFailed(Exception):
 
 
 class JobWorker:
-    def __init__(self, store: JobStore, home: Path, job_id: str):
-        self.store, self.home, self.job_id = store, home, job_id
-        self.folder = home / "jobs" / job_id
-        self._last_poll = 0.0
+    def __init__(self, store: JobStore, home: Path, job_id: str, save_every: int | None = None):
+        self.store, self.job_id, self.save_every = store, job_id, save_every
+        self.folder = JobFolder(home, job_id)
+        self._last_poll, self._stop_seen = 0.0, False
         self.run: TrainingRun | None = None
 
-    # -- job row helpers --------------------------------------------------------------------
-    def update(self, **fields) -> Job:
+    # -- the job's row ----------------------------------------------------------------------
+    def change(self, apply: Callable[[Job], None]) -> Job:
+        """Apply ``apply`` to the job's row and commit."""
         with self.store.session() as session:
             job = session.get(Job, self.job_id)
-            phase_changes = fields.pop("phases", {})
-            if phase_changes:
-                stamp = wire.timestamp(utcnow())
-                phases = dict(job.phases)
-                for name, status in phase_changes.items():
-                    phases[name] = {**phases[name], "status": status, "lastModifiedTime": stamp}
-                job.phases = phases
-            for key, value in fields.items():
-                setattr(job, key, value)
-            job.modified = utcnow()
+            apply(job)
             session.commit()
             return job
 
@@ -58,34 +55,33 @@ class JobWorker:
         with self.store.session() as session:
             return session.get(Job, self.job_id)
 
+    def stop_requested(self) -> bool:
+        """Polled between micro-batches: asks the database at most once a second."""
+        now = time.monotonic()
+        if not self._stop_seen and now - self._last_poll >= STOP_POLL_SECONDS:
+            self._last_poll = now
+            self._stop_seen = bool(self.job().stop_requested)
+        return self._stop_seen
+
     # -- the work ---------------------------------------------------------------------------
     def execute(self) -> None:
-        job = self.update(worker_pid=os.getpid(), attempts=self.job().attempts + 1)
+        def started(job: Job) -> None:
+            job.worker_pid, job.attempts = os.getpid(), (job.attempts or 0) + 1
+
+        job = self.change(started)
         try:
-            self._execute(job)
+            self._execute(job.spec)
         except JobFailed as exc:
-            self._fail(str(exc))
+            self.change(lambda j: lifecycle.failed(j, str(exc)))
         except Exception as exc:  # anything else: still a clear, bounded failure message
-            self._fail(f"{type(exc).__name__}: {exc}")
+            self.change(lambda j: lifecycle.failed(j, f"{type(exc).__name__}: {exc}"))
 
-    def _fail(self, message: str) -> None:
-        job = self.job()
-        phases = {k: "Failed" for k, v in job.phases.items() if v["status"] == "InProgress"}
-        self.update(status="Failed", failure_message=message[:MAX_FAILURE_MESSAGE], ended=utcnow(), phases=phases, worker_pid=None)
-
-    def _execute(self, job: Job) -> None:
-        request = job.request
-        kind = {"CONTINUED_PRE_TRAINING": DatasetKind.PRETRAINING, "DISTILLATION": DatasetKind.DISTILLATION}.get(
-            job.customization_type, DatasetKind.FINE_TUNING
-        )
-        self.update(phases={"validationDetails": "InProgress"})
-        data_folder = self.folder / "data"
+    def _execute(self, spec: JobSpec) -> None:
+        kind = KINDS.get(spec.customization_type, DatasetKind.FINE_TUNING)
+        self.change(lambda j: lifecycle.enter_phase(j, Phase.VALIDATION))
         try:
-            training = uris.fetch(request["trainingDataConfig"]["s3Uri"], data_folder, "train.jsonl")
-            validation = [
-                uris.fetch(v["s3Uri"], data_folder, f"validation-{i}.jsonl")
-                for i, v in enumerate(request["validationDataConfig"].get("validators", []))
-            ]
+            training = uris.fetch(spec.training_uri, self.folder.data, "train.jsonl")
+            validation = [uris.fetch(u, self.folder.data, f"validation-{i}.jsonl") for i, u in enumerate(spec.validation_uris)]
         except Exception as exc:
             raise JobFailed(f"cannot read the data: {exc}") from exc
         report = validate_dataset(training, validation, kind)
@@ -93,109 +89,109 @@ class JobWorker:
             shown = "\n".join(str(p) for p in report.log.errors[:10])
             more = f"\n... and {report.log.error_count - 10} more" if report.log.error_count > 10 else ""
             raise JobFailed(f"the data is not valid ({report.log.error_count} error(s)):\n{shown}{more}")
-        self.update(phases={"validationDetails": "Completed", "dataProcessingDetails": "InProgress"})
+        self.change(lambda j: lifecycle.enter_phase(j, Phase.DATA_PROCESSING))
         if kind is DatasetKind.DISTILLATION:
-            training = self._synthesize(request, training)
+            training = self._synthesize(spec, training)
             if training is None:
                 return
             kind, validation = DatasetKind.FINE_TUNING, []
 
-        tier = resolve_tier(job.base_model_arn.rsplit("/", 1)[-1])
-        run_folder = self.folder / "run"
         config = TrainConfig(
-            data=training, validation=validation, output=run_folder, model=tier.name, kind=kind,
-            hyperparameters=_hyperparameters(request), hyperparameters_sent=dict(request.get("hyperParameters") or {}),
-            resume=latest_checkpoint(run_folder) is not None, save_every=int(os.environ.get("TUNESMITH_SAVE_EVERY", "0")) or None,
+            data=training, validation=validation, output=self.folder.run, model=spec.tier, kind=kind,
+            hyperparameters=spec.resolved_hyperparameters(), hyperparameters_sent=dict(spec.hyperparameters_sent),
+            resume=latest_checkpoint(self.folder.run) is not None, save_every=self.save_every,
         )
-        self.run = TrainingRun(config, self._on_step)
-        self.run.setup()
-        self.update(phases={"dataProcessingDetails": "Completed", "trainingDetails": "InProgress"})
-        if self.job().stop_requested:
-            self.run.request_stop()
-        state = self.run.train()
-        if state.stopped and self.job().stop_requested:
-            self.update(status="Stopped", ended=utcnow(), phases={"trainingDetails": "Stopped"}, worker_pid=None,
-                        checkpoints=self._checkpoints())
+        result = finetune(config, on_step=self._on_step, stop=self.stop_requested, on_start=self._on_start)
+        if result.stopped:
+            self._after_stop(result)
             return
-        if state.stopped:  # SIGINT/SIGTERM (server shutting down): queue it to resume from the checkpoint
-            self.update(worker_pid=None, checkpoints=self._checkpoints())
-            return
-        manifest = write_results(self.run)
-        self._publish(job, request["outputDataConfig"]["s3Uri"])
-        self._register_model(job, run_folder, manifest)
+        self._publish(spec)
+        self._register_model(spec, result)
 
-    def _synthesize(self, request: dict, prompts: Path) -> Path | None:
+    def _on_start(self, run: TrainingRun) -> None:
+        self.run = run
+        warnings, plan = list(run.warnings), run.plan.as_dict()
+
+        def start(job: Job) -> None:
+            job.details = {**(job.details or {}), "warnings": warnings, "plan": plan}
+            lifecycle.enter_phase(job, Phase.TRAINING)
+
+        self.change(start)
+
+    def _after_stop(self, result: RunResult) -> None:
+        checkpoints = self._checkpoints()
+        if self.job().stop_requested:  # StopModelCustomizationJob
+            def stop(job: Job) -> None:
+                job.checkpoints = checkpoints
+                lifecycle.stopped(job)
+        else:  # SIGINT/SIGTERM (server shutting down): queued to resume from the checkpoint
+            def stop(job: Job) -> None:
+                job.checkpoints = checkpoints
+                lifecycle.requeued(job)
+        self.change(stop)
+
+    def _synthesize(self, spec: JobSpec, prompts: Path) -> Path | None:
         """The teacher phase (resumable); returns the synthetic training file, or None if stopped."""
         from tunesmith.distillation.synthesis import SYNTHETIC, synthesize
         from tunesmith.distillation.teachers import LocalTeacher
 
-        config = request["customizationConfig"]["distillationConfig"]["teacherModelConfig"]
-        identifier = config["teacherModelIdentifier"]
         with self.store.session() as session:
-            model = self.store.model(session, identifier)
-        teacher = LocalTeacher.load(model.folder if model is not None else resolve_tier(identifier).name)
-        folder = self.folder / "synthesis"
+            model = self.store.model(session, spec.teacher)
+        teacher = LocalTeacher.load(model.folder if model is not None else spec.teacher)
         try:
-            report = synthesize(prompts, teacher, folder, config.get("maxResponseLengthForInference", 512),
-                                stop=lambda: self.job().stop_requested)
+            report = synthesize(prompts, teacher, self.folder.synthesis, spec.max_response_length, stop=self.stop_requested)
         except InterruptedError:
-            self.update(status="Stopped", ended=utcnow(), phases={"dataProcessingDetails": "Stopped"}, worker_pid=None)
+            self.change(lifecycle.stopped)
             return None
-        if report.training_records < 8:
+        if report.training_records < guide.MIN_RECORDS:
             raise JobFailed(f"only {report.training_records} usable training records after the teacher answered "
-                            f"(at least 8 needed); rejected: {dict(report.rejected)}")
-        return folder / SYNTHETIC
+                            f"(at least {guide.MIN_RECORDS} needed); rejected: {dict(report.rejected)}")
+        return self.folder.synthesis / SYNTHETIC
 
     def _on_step(self, info: StepInfo) -> None:
-        fields = {"training_loss": round(info.loss, 6)}
-        if self.run is not None and self.run.state.history["validation"]:
-            fields["validation_losses"] = [row[2] for row in self.run.state.history["validation"]]
-        fields["checkpoints"] = self._checkpoints()
-        job = self.update(**fields)
-        now = time.monotonic()
-        if job.stop_requested or (now - self._last_poll > STOP_POLL_SECONDS and self.job().stop_requested):
-            self.run.request_stop()
-        self._last_poll = now
+        checkpoints = self._checkpoints()
+        validation = [row[2] for row in self.run.state.history["validation"]] if self.run else []
+
+        def record(job: Job) -> None:
+            job.training_loss = round(info.loss, 6)
+            job.checkpoints = checkpoints
+            if validation:
+                job.validation_losses = validation
+            job.modified = lifecycle.utcnow()
+
+        self.change(record)
 
     def _checkpoints(self) -> list[dict]:
-        return [{"step": int(p.name.split("-")[1]), "path": str(p)} for p in list_checkpoints(self.folder / "run")]
+        return [{"step": int(p.name.split("-")[1]), "path": str(p)} for p in list_checkpoints(self.folder.run)]
 
-    def _publish(self, job: Job, output_uri: str) -> None:
-        prefix = f"model-customization-job-{job.id}"
-        run_folder = self.folder / "run"
+    def _publish(self, spec: JobSpec) -> None:
+        prefix = f"model-customization-job-{self.job_id}"
         for relative in (TRAINING_CSV, VALIDATION_CSV, EVENTS, Path("manifest.json"), Path("loss_curve.png")):
-            source = run_folder / relative
+            source = self.folder.run / relative
             if source.exists():
-                uris.publish(source, output_uri, f"{prefix}/{relative.as_posix()}")
+                uris.publish(source, spec.output_uri, f"{prefix}/{relative.as_posix()}")
         for name in ("synthetic.jsonl", "prompt_report.json", "rejected.jsonl"):  # distillation's teacher phase
-            source = self.folder / "synthesis" / name
+            source = self.folder.synthesis / name
             if source.exists():
-                uris.publish(source, output_uri, f"{prefix}/distillation/{name}")
+                uris.publish(source, spec.output_uri, f"{prefix}/distillation/{name}")
 
-    def _register_model(self, job: Job, run_folder: Path, manifest: dict) -> None:
-        base_id = job.base_model_arn.rsplit("/", 1)[-1]
+    def _register_model(self, spec: JobSpec, result: RunResult) -> None:
         model_id = new_id()
-        arn = wire.model_arn(base_id, model_id)
+        arn = wire.model_arn(spec.base_model_id, model_id)
+        manifest = result.manifest
         with self.store.session() as session:
+            job = session.get(Job, self.job_id)
             session.add(CustomModel(
                 id=model_id, arn=arn, name=job.output_model_name, job_arn=job.arn, job_name=job.name,
                 base_model_arn=job.base_model_arn, customization_type=job.customization_type, status="Active",
-                folder=str(run_folder), details={"result": manifest["result"]},
+                folder=str(self.folder.run), details={"result": manifest["result"]},
             ))
-            row = session.get(Job, job.id)
-            row.status, row.output_model_arn, row.ended, row.modified = "Completed", arn, utcnow(), utcnow()
-            row.worker_pid = None
-            row.phases = {k: {**v, "status": "Completed"} for k, v in row.phases.items()}
-            row.checkpoints = self._checkpoints()
-            row.validation_losses = [r[2] for r in self.run.state.history["validation"]]
-            row.training_loss = manifest["result"]["finalTrainingLoss"]
+            job.checkpoints = self._checkpoints()
+            job.validation_losses = [row[2] for row in result.state.history["validation"]]
+            job.training_loss = manifest["result"]["finalTrainingLoss"]
+            job.details = {**(job.details or {}), "warnings": list(result.warnings)}
+            lifecycle.completed(job, arn)
             session.commit()
-
-
-def _hyperparameters(request: dict):
-    from tunesmith.hyperparameters import Hyperparameters
-
-    return Hyperparameters.from_wire(request["hyperParametersResolved"])
 
 
 def main() -> None:
@@ -203,8 +199,9 @@ def main() -> None:
     parser.add_argument("--home", required=True)
     parser.add_argument("--database", required=True)
     parser.add_argument("--job", required=True)
+    parser.add_argument("--save-every", type=int, default=None, help="Also checkpoint every N optimizer steps.")
     args = parser.parse_args()
-    JobWorker(JobStore(args.database), Path(args.home), args.job).execute()
+    JobWorker(JobStore(args.database), Path(args.home), args.job, args.save_every).execute()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,143 @@
+"""A job's statuses and every transition between them, in one place.
+
+    InProgress --(stop requested, not started)----------------> Stopped
+    InProgress --(stop requested, worker running)--> Stopping --> Stopped
+    InProgress --(worker finished)----------------------------> Completed
+    InProgress --(bad data, crash, no checkpoint to resume)---> Failed
+    InProgress --(worker interrupted, checkpoint exists)------> InProgress (queued again)
+
+Each job also has three phases (``statusDetails``), run in order:
+validationDetails -> dataProcessingDetails -> trainingDetails, each NotStarted ->
+InProgress -> Completed (or Stopped / Failed with the job).
+
+The functions change a :class:`~tunesmith.service.store.Job` row in memory; the caller
+commits. The routes, the worker and the supervisor all go through them.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from tunesmith.service.store import Job, utcnow
+
+MAX_FAILURE_MESSAGE = 2048
+
+
+class JobStatus(str, enum.Enum):
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+
+
+ACTIVE = (JobStatus.IN_PROGRESS.value, JobStatus.STOPPING.value)
+"""Statuses of a job that still has work or a worker."""
+
+
+class PhaseStatus(str, enum.Enum):
+    NOT_STARTED = "NotStarted"
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+
+
+class Phase(str, enum.Enum):
+    VALIDATION = "validationDetails"
+    DATA_PROCESSING = "dataProcessingDetails"
+    TRAINING = "trainingDetails"
+
+
+class TransitionError(Exception):
+    """A transition the job's status does not allow (a caller's mistake or a lost race)."""
+
+
+def timestamp() -> str:
+    from tunesmith.service.wire import timestamp as wire_timestamp
+
+    return wire_timestamp(utcnow())
+
+
+def new_phases() -> dict[str, dict[str, str]]:
+    stamp = timestamp()
+    return {p.value: {"status": PhaseStatus.NOT_STARTED.value, "creationTime": stamp, "lastModifiedTime": stamp} for p in Phase}
+
+
+def _set_phases(job: Job, changes: dict[Phase, PhaseStatus]) -> None:
+    stamp = timestamp()
+    phases = {k: dict(v) for k, v in job.phases.items()}
+    for phase, status in changes.items():
+        phases[phase.value] = {**phases[phase.value], "status": status.value, "lastModifiedTime": stamp}
+    job.phases = phases
+
+
+def _finish_open_phases(job: Job, status: PhaseStatus, include_not_started: bool = True) -> None:
+    open_ = (PhaseStatus.IN_PROGRESS.value, PhaseStatus.NOT_STARTED.value) if include_not_started else (PhaseStatus.IN_PROGRESS.value,)
+    _set_phases(job, {Phase(k): status for k, v in job.phases.items() if v["status"] in open_})
+
+
+def _touch(job: Job) -> None:
+    job.modified = utcnow()
+
+
+def enter_phase(job: Job, phase: Phase) -> None:
+    """``phase`` starts; the phases before it are complete."""
+    order = list(Phase)
+    changes = {p: PhaseStatus.COMPLETED for p in order[: order.index(phase)]}
+    changes[phase] = PhaseStatus.IN_PROGRESS
+    _set_phases(job, changes)
+    _touch(job)
+
+
+def request_stop(job: Job) -> None:
+    """StopModelCustomizationJob: a job nobody runs stops now; a running one is asked to."""
+    if job.status != JobStatus.IN_PROGRESS.value:
+        raise TransitionError(f"job {job.name} is {job.status}; only an InProgress job can be stopped")
+    job.stop_requested = True
+    if job.worker_pid is None:
+        stopped(job)
+    else:
+        job.status = JobStatus.STOPPING.value
+        _touch(job)
+
+
+def stopped(job: Job) -> None:
+    job.status, job.ended, job.worker_pid = JobStatus.STOPPED.value, utcnow(), None
+    _finish_open_phases(job, PhaseStatus.STOPPED)
+    _touch(job)
+
+
+def failed(job: Job, message: str) -> None:
+    job.status, job.ended, job.worker_pid = JobStatus.FAILED.value, utcnow(), None
+    job.failure_message = message[:MAX_FAILURE_MESSAGE]
+    _finish_open_phases(job, PhaseStatus.FAILED, include_not_started=False)  # phases never reached stay NotStarted
+    _touch(job)
+
+
+def completed(job: Job, model_arn: str) -> None:
+    job.status, job.output_model_arn, job.ended, job.worker_pid = JobStatus.COMPLETED.value, model_arn, utcnow(), None
+    _set_phases(job, {p: PhaseStatus.COMPLETED for p in Phase})
+    _touch(job)
+
+
+def claimed(job: Job, pid: int) -> None:
+    """A worker process took the job."""
+    job.worker_pid = pid
+    _touch(job)
+
+
+def requeued(job: Job) -> None:
+    """The worker went away with a checkpoint behind it: the next worker resumes from it."""
+    job.worker_pid = None
+    _touch(job)
+
+
+def interrupted(job: Job, has_checkpoint: bool, reason: str) -> None:
+    """The worker vanished (crash, kill, restart): stop, resume or fail, whichever fits."""
+    if job.status == JobStatus.STOPPING.value or job.stop_requested:
+        stopped(job)
+    elif has_checkpoint:
+        requeued(job)
+    else:
+        failed(job, reason)

@@ -1,0 +1,43 @@
+"""How one server runs: one typed settings object, passed explicitly to the app and its workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunesmith.service.protocol import MAX_BODY_BYTES
+
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass
+class ServiceSettings:
+    home: Path
+    """Jobs' working folders, the trained models and (by default) the database."""
+    database_url: str | None = None
+    """Any SQLAlchemy URL; SQLite under ``home`` by default."""
+    allowed_roots: list[str] = field(default_factory=list)
+    """Local folders requests may read from and write to (``home`` is always allowed)."""
+    concurrency: int = 1
+    """Jobs trained at the same time, each in its own worker process."""
+    run_workers: bool = True
+    """False serves the API only (for tests of the control plane)."""
+    credentials: dict[str, str] = field(default_factory=dict)
+    """Access key -> secret. When set, every request must carry a valid SigV4 signature."""
+    region: str = DEFAULT_REGION
+    """The region signatures must be scoped to (the service must be ``bedrock``)."""
+    allow_unsigned_payload: bool = False
+    """Accept ``X-Amz-Content-SHA256: UNSIGNED-PAYLOAD`` (the body is then not authenticated)."""
+    save_every: int | None = None
+    """Workers also checkpoint every N optimizer steps (always at each epoch end)."""
+    max_body_bytes: int = MAX_BODY_BYTES
+    """Larger request bodies are refused with HTTP 413 before they are parsed."""
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.home / 'tunesmith.db'}"
+        self.allowed_roots = [str(self.home), *self.allowed_roots]
+        if self.save_every is not None and self.save_every < 1:
+            raise ValueError(f"save_every must be at least 1, got {self.save_every}")
