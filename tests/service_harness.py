@@ -87,7 +87,7 @@ def wait_for(client, job_arn: str, statuses: set[str], timeout: float = 120) -> 
 class ApiOnlyServer:
     """The API without workers, in a thread: for control-plane tests that must not train."""
 
-    def __init__(self, home: Path, allowed: Path, credentials: dict | None = None):
+    def __init__(self, home: Path, allowed: Path, credentials: dict | None = None, **settings):
         import threading
 
         import uvicorn
@@ -96,7 +96,8 @@ class ApiOnlyServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        settings = ServiceSettings(home=home, allowed_roots=[str(allowed)], run_workers=False, credentials=credentials or {})
+        settings = ServiceSettings(home=home, allowed_roots=[str(allowed)], run_workers=False, credentials=credentials or {},
+                                   **settings)
         self.app = create_app(settings)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)

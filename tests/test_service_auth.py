@@ -59,3 +59,66 @@ def test_credentials_parsing():
     assert parse_credentials(["A:b", "C:d:e"]) == {"A": "b", "C": "d:e"}
     with pytest.raises(ValueError, match="are not ACCESS_KEY:SECRET"):
         parse_credentials(["nocolon"])
+
+
+def _signed(url: str, method: str, body: bytes, key: str, secret: str, region: str = "us-east-1", service: str = "bedrock",
+            headers: dict | None = None):
+    """A request signed by botocore's SigV4 signer with the given scope; returns (status, error type)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method=method, url=url, data=body, headers={"Content-Type": "application/json", **(headers or {})})
+    SigV4Auth(Credentials(key, secret), service, region).add_auth(request)
+    prepared = urllib.request.Request(url, data=body or None, headers=dict(request.headers.items()), method=method)
+    try:
+        return urllib.request.urlopen(prepared).status, None
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["x-amzn-ErrorType"] + ": " + exc.read().decode()
+
+
+def test_scope_must_name_this_region_and_bedrock(secured):
+    server, _ = secured
+    url = f"{server.url}/model-customization-jobs"
+    assert _signed(url, "GET", b"", "AKIDTUNESMITH", "s3cret")[0] == 200
+    status, error = _signed(url, "GET", b"", "AKIDTUNESMITH", "s3cret", service="s3")
+    assert status == 403 and "names the service 's3'" in error
+    status, error = _signed(url, "GET", b"", "AKIDTUNESMITH", "s3cret", region="eu-west-1")
+    assert status == 403 and "names the region 'eu-west-1'" in error
+
+
+def test_unsigned_payload_and_a_swapped_body_are_refused(secured):
+    server, folder = secured
+    url = f"{server.url}/model-customization-jobs"
+    body = b'{"jobName": "x"}'
+    status, error = _signed(url, "POST", body, "AKIDTUNESMITH", "s3cret", headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+    assert status == 403 and "UNSIGNED-PAYLOAD is not accepted" in error
+    import hashlib
+
+    other = hashlib.sha256(b"something else").hexdigest()
+    status, error = _signed(url, "POST", body, "AKIDTUNESMITH", "s3cret", headers={"X-Amz-Content-SHA256": other})
+    assert status == 403 and "does not match the body" in error
+
+
+def test_unsigned_payload_when_allowed(tmp_path):
+    with ApiOnlyServer(tmp_path / "home", tmp_path, credentials={"K": "s"}, allow_unsigned_payload=True) as server:
+        status, error = _signed(f"{server.url}/model-customization-jobs", "GET", b"", "K", "s",
+                                headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+        assert status == 200, error
+
+
+def test_jobs_events_signs_its_requests(secured, monkeypatch):
+    from click.testing import CliRunner
+
+    from tunesmith.cli import cli
+
+    server, folder = secured
+    create(server.client(key="AKIDTUNESMITH", secret="s3cret"), folder, "evented")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTUNESMITH")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    result = CliRunner().invoke(cli, ["jobs", "events", "evented", "--endpoint", server.url])
+    assert result.exit_code == 0, result.output
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    denied = CliRunner().invoke(cli, ["jobs", "events", "evented", "--endpoint", server.url])
+    assert denied.exit_code == 1 and "AccessDeniedException" in denied.output
