@@ -118,6 +118,24 @@ def test_invalid_data_fails_with_a_message_naming_the_line(world):
         server.kill()
 
 
+def test_plan_warnings_reach_the_job_and_its_start_event(world):
+    server = start(world)
+    try:
+        client = server.client()
+        arn = create(client, "warned", str(world / "t.jsonl"), str(world / "out"),
+                     hyperParameters={"epochCount": "1", "learningRate": "0.0001", "learningRateWarmupSteps": "20"})
+        assert wait_for(client, arn, {"Completed", "Failed"})["status"] == "Completed"
+        from urllib.parse import quote
+
+        raw = json.loads(urllib.request.urlopen(f"{server.url}/model-customization-jobs/{quote(arn, safe='')}").read())
+        assert any("never reaches" in w for w in raw["tunesmith"]["warnings"]), raw["tunesmith"]
+        events = urllib.request.urlopen(f"{server.url}/model-customization-jobs/warned/events").read().decode().splitlines()
+        start_event = next(json.loads(e) for e in events if json.loads(e)["event"] == "start")
+        assert any("never reaches" in w for w in start_event["warnings"])
+    finally:
+        server.kill()
+
+
 def wait_until_training(client, arn, timeout=60):
     deadline = time.monotonic() + timeout
     while "trainingMetrics" not in client.get_model_customization_job(jobIdentifier=arn):

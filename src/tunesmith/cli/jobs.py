@@ -8,9 +8,13 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import get_args
 from urllib.parse import quote
 
 import click
+
+from tunesmith.service.lifecycle import ACTIVE
+from tunesmith.service.protocol import JobStatusName
 
 from tunesmith.cli.options import hyperparameter_flags, hyperparameter_options, json_option
 from tunesmith.cli.render import console, fail, print_json, table
@@ -95,7 +99,7 @@ def create(name, model_name, base, data, validation, output, customization_type,
 
 
 @jobs.command("list")
-@click.option("--status", type=click.Choice(["InProgress", "Completed", "Failed", "Stopping", "Stopped"]))
+@click.option("--status", type=click.Choice(list(get_args(JobStatusName))))
 @endpoint_option
 @json_option
 def list_jobs(status, endpoint, as_json) -> None:
@@ -156,6 +160,6 @@ def events(job, follow, endpoint) -> None:
         seen += len(lines)
         if not follow:
             return
-        if _call(client.get_model_customization_job, jobIdentifier=job)["status"] not in ("InProgress", "Stopping"):
+        if _call(client.get_model_customization_job, jobIdentifier=job)["status"] not in ACTIVE:
             return
         time.sleep(1)

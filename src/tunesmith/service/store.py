@@ -48,7 +48,8 @@ class Job(Base):
     customization_type: Mapped[str] = mapped_column(String(32))
     output_model_name: Mapped[str] = mapped_column(String(63))
     output_model_arn: Mapped[str | None] = mapped_column(String(1011), nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="InProgress")
+    status: Mapped[str] = mapped_column(String(16))
+    """A :class:`~tunesmith.service.lifecycle.JobStatus` value."""
     phases: Mapped[dict] = mapped_column(JSON)
     """validationDetails / dataProcessingDetails / trainingDetails: {status, creationTime, lastModifiedTime}."""
     failure_message: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -164,6 +165,3 @@ class JobStore:
     def deployment(self, session: Session, identifier: str) -> Deployment | None:
         column = Deployment.arn if identifier.startswith("arn:") else Deployment.name
         return session.scalar(select(Deployment).where(column == identifier))
-
-    def jobs_to_run(self, session: Session) -> Iterator[Job]:
-        return iter(session.scalars(select(Job).where(Job.status == "InProgress", Job.worker_pid.is_(None)).order_by(Job.created, Job.id)).all())

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 
+from sqlalchemy import select
+
 from tunesmith.service import lifecycle
 from tunesmith.service.layout import JobFolder
 from tunesmith.service.lifecycle import JobStatus
@@ -86,7 +88,9 @@ class Supervisor:
         self._reap()
         with self.store.session() as session:
             running = session.query(Job).filter(Job.status.in_(lifecycle.ACTIVE), Job.worker_pid.isnot(None)).count()
-            for job in self.store.jobs_to_run(session):
+            queued = session.scalars(select(Job).where(Job.status == JobStatus.IN_PROGRESS.value, Job.worker_pid.is_(None))
+                                     .order_by(Job.created, Job.id)).all()
+            for job in queued:
                 if running >= self.settings.concurrency:
                     break
                 folder = JobFolder(self.settings.home, job.id)
