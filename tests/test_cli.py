@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -160,3 +161,21 @@ def test_console_script_is_installed(tmp_path):
     out = subprocess.run([*command, "advise", "--records", "3200", "--model", "micro", "--json"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["hyperParameters"]["learningRateWarmupSteps"] == "5"
+
+
+def test_command_summaries_match_the_commands():
+    """``tunesmith --help`` lists each command from its summary; the summary is its docstring's first sentence."""
+    from tunesmith.cli import COMMANDS
+
+    context = click.Context(cli)
+    for name, lazy in COMMANDS.items():
+        command = cli.get_command(context, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(10**6) == lazy.summary, f"update COMMANDS[{name!r}].summary in tunesmith/cli/__init__.py"
+
+
+def test_help_lists_every_command_without_importing_torch():
+    code = "import sys; from tunesmith.cli import main; sys.argv = ['tunesmith', '--help']\ntry: main()\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "False"
+    assert all(f"  {name} " in out for name in ("advise", "train", "validate", "serve", "jobs", "decide"))

@@ -4,8 +4,8 @@ import pytest
 
 from conftest import conversation
 from tunesmith.datasets import DatasetKind
-from tunesmith.models.registry import resolve_model
 from tunesmith.models.loading import load_tokenizer
+from tunesmith.models.registry import resolve_model
 from tunesmith.training import batches
 from tunesmith.training.examples import Example, TemplateError, tokenize_conversation, tokenize_records, tokenize_text
 

@@ -132,6 +132,29 @@ def test_unknown_keys_are_rejected():
     )
 
 
+@pytest.mark.parametrize("values,kind", [([], "an array"), ("epochCount=2", "a string"), (2, "a number")])
+def test_wire_map_must_be_a_map(values, kind):
+    """``"hyperParameters": []`` is refused, not taken as the defaults."""
+    with pytest.raises(HyperparameterError) as info:
+        Hyperparameters.from_wire(values)
+    assert [(p.key, p.message) for p in info.value.problems] == [
+        ("hyperParameters", f'hyperParameters must be a map of strings such as {{"epochCount": "2"}}, got {kind}')
+    ]
+
+
+def test_missing_wire_map_means_defaults():
+    assert Hyperparameters.from_wire(None) == Hyperparameters.from_wire({}) == Hyperparameters()
+
+
+def test_wire_values_must_be_strings():
+    _, problems = parse_wire({"epochCount": 2, "learningRate": None, "learningRateWarmupSteps": ["5"]})
+    assert [p.message for p in problems] == [
+        'epochCount must be a string such as "2", got a number',
+        'learningRate must be a string such as "1e-05", got null',
+        'learningRateWarmupSteps must be a string such as "10", got an array',
+    ]
+
+
 def test_every_problem_is_reported_at_once():
     _, problems = parse_wire({"epochCount": "0", "learningRate": "abc", "learningRateWarmupSteps": "21", "batchSize": "8"})
     assert [p.key for p in problems] == ["epochCount", "learningRate", "learningRateWarmupSteps", "batchSize"]

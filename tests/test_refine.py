@@ -43,10 +43,10 @@ def test_clean_up_and_rewrite(tmp_path):
     assert report.conflicts == [[2, 12]] and report.changes["conflicting labels flagged"] == 2
     assert report.changes["rewrite discarded (empty, refused or cut off)"] == 2
     assert report.changes["answer rewritten"] == 9
-    out = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert out[0]["messages"][1]["content"][0]["text"] == "0 PLUS 0 IS 0."
     assert out[7]["messages"][1]["content"][0]["text"] == "7 plus 7 is 14."  # original kept
-    changes = [json.loads(l) for l in (tmp_path / "out.refine-changes.jsonl").read_text().splitlines()]
+    changes = [json.loads(line) for line in (tmp_path / "out.refine-changes.jsonl").read_text().splitlines()]
     assert len(changes) == 11 and changes[0]["changed"] and not changes[7]["changed"]
 
 

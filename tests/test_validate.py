@@ -1,6 +1,7 @@
 """Dataset validation: every record rule and file-level mistake, as FILE:LINE: field: message."""
 
 import codecs
+import os
 import shutil
 
 import pytest
@@ -73,6 +74,18 @@ def test_missing_file_and_directory(in_tmp):
     assert [str(p) for p in validate_dataset("nope.jsonl").log.errors] == ["nope.jsonl: file: no such file"]
     (in_tmp / "folder").mkdir()
     assert [str(p) for p in validate_dataset("folder").log.errors] == ["folder: file: is a directory, not a JSONL file"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_fifo_is_refused_without_being_opened(in_tmp):
+    """Opening a FIFO blocks until a writer comes: the check happens before any open, so this cannot hang."""
+    os.mkfifo("pipe.jsonl")
+    assert [str(p) for p in validate_dataset("pipe.jsonl").log.errors] == ["pipe.jsonl: file: is not a regular file (a FIFO)"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a POSIX character device")
+def test_device_is_refused():
+    assert [str(p) for p in validate_dataset(os.devnull).log.errors] == [f"{os.devnull}: file: is not a regular file (a character device)"]
 
 
 def test_json_array_file(in_tmp):

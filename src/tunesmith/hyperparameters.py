@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
+
+from tunesmith.datasets.jsonl import json_kind
+from tunesmith.errors import TunesmithError
 
 # A plain decimal literal: "2", "-3", "0.00001", "1e-05", ".5", "5.". Deliberately narrower
 # than float(): no "nan", "inf", "1_000", hex or surrounding words.
@@ -158,7 +162,7 @@ class HyperparameterProblem:
     message: str
 
 
-class HyperparameterError(ValueError):
+class HyperparameterError(TunesmithError, ValueError):
     """Raised with every problem found, not just the first."""
 
     def __init__(self, problems: list[HyperparameterProblem]):
@@ -189,12 +193,13 @@ class Hyperparameters:
             raise HyperparameterError(problems)
 
     @classmethod
-    def from_wire(cls, values: Mapping[str, Any] | None) -> "Hyperparameters":
-        """Parse the API's string map; missing keys take their defaults.
+    def from_wire(cls, values: Mapping[str, str] | None) -> Hyperparameters:
+        """Parse the API's string map; missing keys (or ``None``) take their defaults.
 
-        Raises :class:`HyperparameterError` listing unknown keys and every bad value.
+        Raises :class:`HyperparameterError` listing unknown keys and every bad value, or
+        saying that ``values`` is not a map of strings.
         """
-        parsed, problems = parse_wire(values or {})
+        parsed, problems = parse_wire({} if values is None else values)
         if problems:
             raise HyperparameterError(problems)
         return cls(**parsed)
@@ -203,14 +208,21 @@ class Hyperparameters:
         """The API's string map, e.g. ``{"epochCount": "2", "learningRate": "1e-05", ...}``."""
         return {spec.key: format_value(getattr(self, spec.attribute)) for spec in TABLE}
 
-    def replace(self, **changes: Any) -> "Hyperparameters":
+    def replace(self, **changes: Any) -> Hyperparameters:
         current = {f.name: getattr(self, f.name) for f in fields(self)}
         current.update(changes)
         return Hyperparameters(**current)
 
 
-def parse_wire(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[HyperparameterProblem]]:
-    """Parse what was given (no defaults filled in); returns attribute values and problems."""
+def parse_wire(values: Mapping[str, str]) -> tuple[dict[str, Any], list[HyperparameterProblem]]:
+    """Parse what was given (no defaults filled in); returns attribute values and problems.
+
+    The wire is strict: ``values`` must be a map and every value a string (``"2"``, not ``2``),
+    as the hosted API requires.
+    """
+    if not isinstance(values, Mapping):
+        message = f'hyperParameters must be a map of strings such as {{"epochCount": "2"}}, got {json_kind(values)}'
+        return {}, [HyperparameterProblem("hyperParameters", values, message)]
     parsed: dict[str, Any] = {}
     problems: list[HyperparameterProblem] = []
     known = ", ".join(BY_KEY)
@@ -222,6 +234,10 @@ def parse_wire(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[Hyperpar
                     key, raw, f"{key} is not a hyperparameter of these models: the known keys are {known}"
                 )
             )
+            continue
+        if not isinstance(raw, str):
+            example = format_value(spec.default)
+            problems.append(HyperparameterProblem(key, raw, f'{key} must be a string such as "{example}", got {json_kind(raw)}'))
             continue
         value, message = spec.parse(raw)
         if message:

@@ -1,17 +1,18 @@
-"""Turn the errors a user can act on into a message and an exit code, never a traceback."""
+"""Turn the errors a user can act on into a message and an exit code, never a traceback.
+
+Only :class:`~tunesmith.errors.TunesmithError` and ``OSError`` (a file that cannot be read
+or written) are caught; anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from tunesmith.cli.render import fail, print_problems
+from tunesmith.datasets import DataError
+from tunesmith.errors import TunesmithError
 from tunesmith.hyperparameters import HyperparameterError
-from tunesmith.models.config import ModelConfigError
-from tunesmith.models.gguf_cache import ModelUnavailableError
-from tunesmith.training.checkpoints import CheckpointError
-from tunesmith.training.examples import TemplateError
-from tunesmith.training.loop import DataError, OutputError
 
 
 @contextlib.contextmanager
@@ -23,10 +24,13 @@ def user_errors() -> Iterator[None]:
         fail(f"the data is not valid ({exc.report.log.error_count} error(s)); nothing was done")
     except HyperparameterError as exc:
         fail("\n".join(p.message for p in exc.problems))
-    except (ModelUnavailableError, ModelConfigError, OutputError, CheckpointError, TemplateError) as exc:
+    except TunesmithError as exc:
         fail(str(exc))
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        fail(f"{exc.strerror or exc}{where}")
-    except ValueError as exc:
-        fail(str(exc))
+        fail(os_error_message(exc))
+
+
+def os_error_message(exc: OSError) -> str:
+    """``FILE: reason``, e.g. ``out/model: Permission denied``; the bare message when no file is named."""
+    reason = exc.strerror or str(exc)
+    return f"{exc.filename}: {reason}" if exc.filename else reason

@@ -11,13 +11,12 @@ from tunesmith.cli.errors import user_errors
 from tunesmith.cli.options import json_option
 from tunesmith.cli.progress import count_progress
 from tunesmith.cli.render import console, fail, print_json, table
-from tunesmith.datasets import DatasetKind, validate_dataset
+from tunesmith.datasets import DataError, DatasetKind, validate_dataset
 from tunesmith.evaluation.evaluate import Evaluation, evaluate as run_evaluation, write_predictions
 from tunesmith.evaluation.generation import GenerationSettings, generate as run_generation
 from tunesmith.models.loading import load_model, load_tokenizer
 from tunesmith.models.registry import resolve_model
 from tunesmith.training.examples import chat_messages, read_records
-from tunesmith.training.loop import DataError
 
 
 def generation_options(command):

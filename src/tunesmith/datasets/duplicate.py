@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith.datasets.validate import DatasetKind, ValidationReport, validate_dataset
+from tunesmith.errors import TunesmithError
 
 MAX_FACTOR = 100
 
 
-class DuplicationError(Exception):
+class DuplicationError(TunesmithError):
     """A request that cannot be carried out; the message says why and what to do."""
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from tunesmith.datasets.problems import ProblemLog
 
@@ -23,6 +26,7 @@ _UTF16_32_BOMS = {
     codecs.BOM_UTF16_LE: "UTF-16",
     codecs.BOM_UTF16_BE: "UTF-16",
 }
+_NOT_REGULAR = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
 _JSON_TYPE_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true/false"}
 
 
@@ -78,16 +82,21 @@ def read_jsonl(
 
     ``on_bytes`` is called with the size of every line read (for progress bars).
 
-    File-level problems (missing, not a file, binary, UTF-16, a JSON array) stop the read
-    after one clear message; line-level problems are logged and reading goes on.
+    File-level problems (missing, not a regular file, binary, UTF-16, a JSON array) stop the
+    read after one clear message; line-level problems are logged and reading goes on.
     """
     try:
+        mode = os.stat(path).st_mode  # before opening: opening a FIFO blocks until a writer comes
+        if stat.S_ISDIR(mode):
+            log.error(name, None, "file", "is a directory, not a JSONL file")
+            return
+        if not stat.S_ISREG(mode):
+            what = next((kind for is_kind, kind in _NOT_REGULAR.items() if is_kind(mode)), "a special file")
+            log.error(name, None, "file", f"is not a regular file ({what})")
+            return
         handle = path.open("rb")
     except FileNotFoundError:
         log.error(name, None, "file", "no such file")
-        return
-    except IsADirectoryError:
-        log.error(name, None, "file", "is a directory, not a JSONL file")
         return
     except OSError as exc:
         log.error(name, None, "file", f"cannot be read: {exc.strerror or exc}")

@@ -44,7 +44,7 @@ class RecordView:
         prompt_turns: list[tuple[str, list[str]]],
         answer: str | None,
         message_count: int,
-    ) -> "RecordView":
+    ) -> RecordView:
         prompt = json.dumps([system, prompt_turns], ensure_ascii=False)
         texts = [*system, *(t for _, texts in prompt_turns for t in texts)]
         if answer is not None:
@@ -57,5 +57,5 @@ class RecordView:
         )
 
     @classmethod
-    def of_text(cls, text: str) -> "RecordView":
+    def of_text(cls, text: str) -> RecordView:
         return cls(text=text, messages=0, prompt_key=digest(text), answer_key=None)

@@ -7,10 +7,10 @@ except a file that cannot be JSON Lines at all.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Sequence
 
 from tunesmith import guide
 from tunesmith.datasets.conversation import check_conversation
@@ -20,6 +20,7 @@ from tunesmith.datasets.pretraining import check_text_record
 from tunesmith.datasets.problems import DEFAULT_MAX_LISTED, ProblemLog
 from tunesmith.datasets.record_view import RecordView
 from tunesmith.datasets.stats import FileStats
+from tunesmith.errors import TunesmithError
 
 
 class DatasetKind(str, Enum):
@@ -72,6 +73,14 @@ class ValidationReport:
                 "comparison": self.comparison,
             },
         }
+
+
+class DataError(TunesmithError, ValueError):
+    """The data failed validation; ``report`` holds every problem."""
+
+    def __init__(self, report: ValidationReport):
+        self.report = report
+        super().__init__(f"{report.log.error_count} error(s) in the data")
 
 
 def _check_record(kind: DatasetKind, record: dict, file: str, line: int, log: ProblemLog) -> RecordView | None:

@@ -12,17 +12,18 @@ The input file is never modified; the output is written only when complete.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from tunesmith.datasets import ProblemLog
 from tunesmith.datasets.conversation import check_conversation
-from tunesmith.distillation.synthesis import REFUSALS
+from tunesmith.distillation.synthesis import is_refusal
 from tunesmith.distillation.teachers import Teacher
+from tunesmith.files import atomic_write_text
 from tunesmith.training.examples import read_records
 
 Target = Literal["answers", "prompts"]
@@ -117,15 +118,15 @@ def refine(
             final[i] = _apply(final[i], completion, target, report, kept[i][0])
     report.records_out = len(final)
     rows = [{"line": line, "before": original, "after": after, "changed": original != after} for (line, original, _), after in zip(kept, final)]
-    _atomic_write(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in final))
-    _atomic_write(output.with_name(output.stem + ".refine-report.json"), json.dumps(report.as_dict(), indent=2))
-    _atomic_write(output.with_name(output.stem + ".refine-changes.jsonl"), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in final))
+    atomic_write_text(output.with_name(output.stem + ".refine-report.json"), json.dumps(report.as_dict(), indent=2))
+    atomic_write_text(output.with_name(output.stem + ".refine-changes.jsonl"), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return report
 
 
 def _apply(record: dict, completion, target: Target, report: RefineReport, line: int) -> dict:
     text = completion.text.strip()
-    if not text or any(text.lower().startswith(r) for r in REFUSALS) or completion.stop_reason == "max_tokens":
+    if not text or is_refusal(text) or completion.stop_reason == "max_tokens":
         report.changes["rewrite discarded (empty, refused or cut off)"] += 1
         return record
     messages = [dict(m) for m in record["messages"]]
@@ -140,9 +141,3 @@ def _apply(record: dict, completion, target: Target, report: RefineReport, line:
         return record
     report.changes[f"{target[:-1]} rewritten"] += 1
     return rewritten
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)

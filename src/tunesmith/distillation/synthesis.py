@@ -13,14 +13,16 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tunesmith.datasets import ProblemLog
 from tunesmith.datasets.conversation import check_conversation
 from tunesmith.distillation.teachers import Teacher
 from tunesmith.evaluation.evaluate import score_predictions
+from tunesmith.files import atomic_write_text
 from tunesmith.training.examples import chat_messages, read_records
 
 ANSWERS = "teacher_answers.jsonl"
@@ -28,6 +30,12 @@ SYNTHETIC = "synthetic.jsonl"
 REPORT = "prompt_report.json"
 REJECTED = "rejected.jsonl"
 REFUSALS = ("i'm sorry", "i am sorry", "i cannot", "i can't", "as an ai", "i am unable", "i'm unable", "i apologize")
+"""How an answer that declines the task opens (lower case); such answers are never learned."""
+
+
+def is_refusal(text: str) -> bool:
+    """Whether an answer declines the task, e.g. "I'm sorry, I can't help with that."."""
+    return text.strip().lower().startswith(REFUSALS)
 
 
 @dataclass
@@ -82,7 +90,7 @@ def rejection(answer: dict, prompt_key: str, seen: set[str]) -> str | None:
     text = answer["text"].strip()
     if not text:
         return "empty answer"
-    if any(text.lower().startswith(r) for r in REFUSALS):
+    if is_refusal(text):
         return "refused"
     if answer["stopReason"] == "max_tokens":
         return "cut off at the maximum response length"
@@ -121,7 +129,7 @@ def synthesize(
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
             out.flush()
             os.fsync(out.fileno())
-    report = SynthesisReport(prompts=sum(1 for _, label in split if label is None), labelled=sum(1 for _, l in split if l is not None), accepted=0)
+    report = SynthesisReport(prompts=sum(1 for _, label in split if label is None), labelled=sum(1 for _, label in split if label is not None), accepted=0)
     report.answered_now, report.reused = len(todo), reused
     report.seconds, report.output_tokens = time.perf_counter() - started, output_tokens
     _write_outputs(records, split, answers, unique, folder, report)
@@ -156,12 +164,6 @@ def _write_outputs(records, split, answers, unique, folder: Path, report: Synthe
     if references:
         exact, rouge, _ = score_predictions(references, predictions)
         report.agreement = {"exactMatch": round(exact, 4), "rougeL": round(rouge, 4), "records": len(references)}
-    _atomic_write(folder / SYNTHETIC, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
-    _atomic_write(folder / REJECTED, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejected))
-    _atomic_write(folder / REPORT, json.dumps(report.as_dict(), indent=2))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    atomic_write_text(folder / SYNTHETIC, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+    atomic_write_text(folder / REJECTED, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejected))
+    atomic_write_text(folder / REPORT, json.dumps(report.as_dict(), indent=2))

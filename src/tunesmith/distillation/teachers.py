@@ -14,10 +14,12 @@ import random
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
+from tunesmith.errors import TunesmithError
 from tunesmith.evaluation.generation import Completion, GenerationSettings, generate
 
 Chat = list[dict[str, str]]
@@ -38,7 +40,7 @@ class LocalTeacher:
     batch_size: int = 16
 
     @classmethod
-    def load(cls, spec: str, batch_size: int = 16) -> "LocalTeacher":
+    def load(cls, spec: str, batch_size: int = 16) -> LocalTeacher:
         from tunesmith.models.loading import load_model, load_tokenizer
         from tunesmith.models.registry import resolve_model
 
@@ -50,8 +52,8 @@ class LocalTeacher:
         return generate(self.model, self.tokenizer, chats, settings, on_done)
 
 
-class RemoteError(RuntimeError):
-    pass
+class RemoteError(TunesmithError, RuntimeError):
+    """A remote teacher refused or failed a request; ``retryable`` says whether to try again."""
 
 
 def with_retries(call: Callable[[], Completion], attempts: int = 5, base_delay: float = 0.5) -> Completion:

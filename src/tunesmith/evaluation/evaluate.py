@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tunesmith.datasets import DatasetKind, validate_dataset
 from tunesmith.evaluation.generation import GenerationSettings, generate

@@ -22,6 +22,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from tunesmith.errors import TunesmithError
+
 
 def home() -> Path:
     return Path(os.environ.get("TUNESMITH_HOME", Path.home() / ".cache" / "tunesmith"))
@@ -31,7 +33,7 @@ def config_path() -> Path:
     return Path(os.environ.get("TUNESMITH_CONFIG", Path.home() / ".config" / "tunesmith" / "models.toml"))
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(TunesmithError, ValueError):
     """The configuration file is unreadable or wrong; the message names file and key."""
 
 

