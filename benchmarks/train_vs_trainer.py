@@ -36,18 +36,16 @@ def write_data(folder: Path, records: int) -> Path:
 
 def run_tunesmith(data: Path, model: str, steps: int, output: Path) -> dict:
     from tunesmith.hyperparameters import Hyperparameters
-    from tunesmith.training import LoraSettings, TrainConfig, TrainingRun
+    from tunesmith.training import LoraSettings, TrainConfig, finetune
 
     config = TrainConfig(
         data=data, output=output, model=model, hyperparameters=Hyperparameters(1, 1e-4, 0), lora=LoraSettings(16, 32, 0.0),
+        merge=False,
     )
-    run = TrainingRun(config)
-    run.setup()
-    assert run.total_steps == steps, (run.total_steps, steps)
-    started = time.perf_counter()
-    run.train()
-    seconds = time.perf_counter() - started
-    return {"tokens": run.state.tokens, "seconds": seconds, "padding": run.padding_fraction}
+    result = finetune(config)
+    assert result.plan.total_steps == steps, (result.plan.total_steps, steps)
+    state = result.state  # elapsed_s sums the optimizer steps alone: no loading, checkpoints or saving
+    return {"tokens": state.tokens, "seconds": state.elapsed_s, "padding": state.padded_tokens / (state.tokens + state.padded_tokens)}
 
 
 def run_trainer(data: Path, model_name: str, steps: int, output: Path) -> dict:
@@ -123,7 +121,7 @@ def main() -> None:
         for which in ("trainer", "tunesmith"):
             command = [sys.executable, __file__, "--model", args.model, "--child", which, str(data), str(args.steps), f"{folder}/{which}"]
             out = subprocess.run(command, capture_output=True, text=True)
-            line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
+            line = next((row for row in out.stdout.splitlines() if row.startswith("RESULT ")), None)
             if line is None:
                 sys.exit(f"{which} failed:\n{out.stderr[-3000:]}")
             results[which] = json.loads(line[len("RESULT "):])
@@ -132,8 +130,8 @@ def main() -> None:
     for which in ("trainer", "tunesmith"):
         r = results[which]
         print(f"{which:<12}{r['tokens']:>9,}{r['seconds']:>9.1f}{r['tokens'] / r['seconds']:>10.1f}{r['padding']:>9.1%}{r['peak_rss_mb']:>8.0f}MB")
-    speed = lambda r: r["tokens"] / r["seconds"]
-    print(f"speed ratio tunesmith/trainer: {speed(results['tunesmith']) / speed(results['trainer']):.2f}x; "
+    speed = {which: r["tokens"] / r["seconds"] for which, r in results.items()}
+    print(f"speed ratio tunesmith/trainer: {speed['tunesmith'] / speed['trainer']:.2f}x; "
           f"peak RSS ratio: {results['tunesmith']['peak_rss_mb'] / results['trainer']['peak_rss_mb']:.2f}")
 
 

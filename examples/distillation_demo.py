@@ -36,6 +36,8 @@ def main(teacher_folder: str, output: str) -> None:
         teacher, on_step=lambda info: print(f"student step {info.step}/{info.total_steps} loss {info.loss:.3f}", flush=True),
     )
     print(json.dumps(report["synthesis"], indent=2))
+    if report["stopped"]:  # a half-trained student is not worth scoring
+        sys.exit(f"stopped at student step {report['steps']} of {report['totalSteps']}; continue with DistillConfig(..., resume=True)")
     rows = []
     for name, spec in (("teacher", teacher_folder), ("base micro", "micro"), ("distilled student", str(folder / "run" / "student"))):
         result = evaluate(spec, folder / "test.jsonl", GENERATION)

@@ -31,7 +31,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         env = {**os.environ, "TUNESMITH_CONFIG": str(self.model_config), **self.extra_env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tunesmith", "serve", "--port", str(self.port), "--home", str(self.home),
@@ -102,7 +102,7 @@ class ApiOnlyServer:
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "ApiOnlyServer":
+    def __enter__(self) -> ApiOnlyServer:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started and time.monotonic() < deadline:

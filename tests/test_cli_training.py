@@ -63,6 +63,51 @@ def test_train_advised(in_tmp, tiny_model):
     assert manifest["hyperParameters"]["resolved"]["learningRateWarmupSteps"] == "1"
 
 
+def test_train_shows_plan_warnings_and_stops_cleanly(in_tmp, tiny_model, monkeypatch):
+    import contextlib
+    import os
+    import signal
+
+    import tunesmith.cli.train as train_command
+
+    @contextlib.contextmanager
+    def interrupt_after_step_2(description="training"):
+        yield lambda info: info.step == 2 and os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(train_command, "training_progress", interrupt_after_step_2)
+    write_jsonl(in_tmp / "t.jsonl", arithmetic(40))
+    result = run("train", "t.jsonl", "--model", tiny_model, "--output", "out", "--epochs", 1, "--warmup-steps", 5,
+                 "--learning-rate", "1e-4", "--precision", "fp32")
+    assert result.exit_code == 130, result.output
+    assert "warning: warmup (5 steps) is not shorter than training (3 steps)" in result.output
+    assert result.output.index("warning: warmup") < result.output.index("stopped after step 2 of 3")
+    assert "--resume" in result.output and not (in_tmp / "out" / "manifest.json").exists()
+    assert (in_tmp / "out" / "checkpoints" / "step-000002").is_dir()
+
+
+def test_train_and_distill_flags_take_their_defaults_from_the_config_dataclasses():
+    import dataclasses
+
+    from tunesmith import guide
+    from tunesmith.cli.distill import distill
+    from tunesmith.cli.train import train
+    from tunesmith.distillation.distill import DistillConfig
+    from tunesmith.training.config import LoraSettings, TrainConfig
+
+    flags = {p.name: p for p in train.params}
+    for item in dataclasses.fields(TrainConfig):
+        if item.name in flags and item.default is not dataclasses.MISSING:
+            assert flags[item.name].default == getattr(item.default, "value", item.default), item.name
+    assert {name: flags[f"lora_{name}"].default for name in ("rank", "alpha", "dropout")} == vars(LoraSettings())
+    assert flags["duplication"].opts == ["--duplicate"] and flags["max_length"].type.min == 8
+    assert flags["output"].required and list(flags["kind"].type.choices) == ["fine-tuning", "pretraining"]
+    options = {p.name: p for p in distill.params}
+    budget = options["max_response_length"]
+    assert budget.default == DistillConfig.__dataclass_fields__["max_response_length"].default == guide.DEFAULT_RESPONSE_TOKENS
+    assert (budget.type.min, budget.type.max) == (1, guide.MAX_RESPONSE_TOKENS)
+    assert options["method"].default == "lora" and list(options["precision"].type.choices) == ["auto", "bf16", "fp32"]
+
+
 def test_models_list_json():
     rows = json.loads(run("models", "list", "--json").output)
     assert [r["name"] for r in rows] == ["micro", "lite", "pro"]

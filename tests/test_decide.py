@@ -48,3 +48,17 @@ def test_two_contrasting_cases(tmp_path, tiny_model, teacher, expected, rule):
     assert decision.holdout == 8 and decision.train_records == 32
     assert (tmp_path / "work" / "student" / "manifest.json").exists()
     assert set(decision.as_dict()) >= {"recommendation", "rule", "explanation", "measurements"}
+
+
+def test_a_stopped_fine_tune_is_not_scored(tmp_path, tiny_model):
+    write_jsonl(tmp_path / "labelled.jsonl", arithmetic(40))
+    scored = []
+
+    def load(spec):
+        scored.append(spec)
+        return CodeTeacher()
+
+    with pytest.raises(InterruptedError, match=r"the student's fine-tune stopped at step 0 of 2: no decision without it"):
+        decide(tmp_path / "labelled.jsonl", CodeTeacher(), str(tiny_model), tmp_path / "work", student_teacher=load,
+               precision="fp32", stop=lambda: True)
+    assert scored == [str(tiny_model)]  # the base student only; never the half-trained one

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from conftest import arithmetic, conversation, write_jsonl
 from tunesmith.cli import cli
-from tunesmith.distillation.distill import DistillConfig, DistillationError, run_distillation
+from tunesmith.distillation.distill import DistillationError, DistillConfig, run_distillation
 from tunesmith.distillation.synthesis import ANSWERS, REJECTED, SYNTHETIC, synthesize
 from tunesmith.distillation.teachers import BedrockTeacher, RemoteError, with_retries
 from tunesmith.evaluation.generation import Completion
@@ -62,7 +62,7 @@ def test_synthesis_sorts_answers_and_keeps_labels(tmp_path):
     assert len(lines) == 45
     first = json.loads(lines[0])
     assert first["messages"][-1] == {"role": "assistant", "content": [{"text": "0 plus 0 is 0."}]}
-    rejected = [json.loads(l) for l in (tmp_path / "s" / REJECTED).read_text().splitlines()]
+    rejected = [json.loads(line) for line in (tmp_path / "s" / REJECTED).read_text().splitlines()]
     assert {r["reason"] for r in rejected} == set(report.rejected)
     assert all("line" in r and "prompt" in r for r in rejected)
 
@@ -99,6 +99,18 @@ def test_distillation_trains_the_student(tmp_path, tiny_model):
     assert report["training"]["steps"] == 3  # 45 records, tiny-model batch 16
     assert (tmp_path / "out" / "student" / "model" / "model.safetensors").exists()
     assert json.loads((tmp_path / "out" / "distillation_report.json").read_text())["teacher"] == "code"
+
+
+def test_a_stopped_student_is_reported_as_stopped(tmp_path, tiny_model):
+    data = prompts_file(tmp_path / "p.jsonl")
+    config = DistillConfig(data=data, output=tmp_path / "out", student=str(tiny_model), precision="fp32",
+                           hyperparameters=Hyperparameters(1, 1e-4, 0))
+    done = []
+    report = run_distillation(config, CodeTeacher(), on_step=lambda info: done.append(info.step), stop=lambda: bool(done))
+    assert report["stopped"] and (report["steps"], report["totalSteps"]) == (1, 3)
+    assert report["synthesis"]["accepted"] == 40 and "training" not in report
+    assert not (tmp_path / "out" / "distillation_report.json").exists()
+    assert (tmp_path / "out" / "student" / "checkpoints" / "step-000001").is_dir()
 
 
 def test_too_few_usable_answers_is_a_clear_error(tmp_path, tiny_model):

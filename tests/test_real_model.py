@@ -39,11 +39,11 @@ def test_micro_fine_tunes_a_few_steps(shared_home, tmp_path):
 
     from tunesmith.hyperparameters import Hyperparameters
     from tunesmith.quickstart.task import make_splits
-    from tunesmith.training import TrainConfig, train
+    from tunesmith.training import TrainConfig, finetune
 
     records, _ = make_splits(32, 0)
     write_jsonl(tmp_path / "t.jsonl", records)
-    manifest = train(TrainConfig(data=tmp_path / "t.jsonl", output=tmp_path / "out", hyperparameters=Hyperparameters(2, 1e-4, 1)))
+    manifest = finetune(TrainConfig(data=tmp_path / "t.jsonl", output=tmp_path / "out", hyperparameters=Hyperparameters(2, 1e-4, 1))).manifest
     assert manifest["result"]["steps"] == 2 and manifest["effectiveBatchSize"] == 64
     rows = (tmp_path / "out" / "training_artifacts" / "step_wise_training_metrics.csv").read_text().splitlines()
     assert len(rows) == 3

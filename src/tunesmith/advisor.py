@@ -4,18 +4,22 @@
 with a :class:`Reason` that names the guide rule (:mod:`tunesmith.guide`) it applied.
 :func:`plan_training` turns any hyperparameter set into the optimizer-step arithmetic a
 training run will follow, and warns where that arithmetic defeats the settings (a warmup
-that never finishes). Training uses the same plan, so the advice and the run agree.
+that never finishes). The training loop runs on a plan from this same function, built from
+the records it tokenized (``training.loop.TrainingRun.setup``), so its steps, the manifest's
+totals and the advice agree; they differ only when records lose every answer token to
+``max_length`` and are skipped, which the run reports as a warning.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from tunesmith import guide
-from tunesmith.guide import GuideRule
 from tunesmith.datasets import ValidationReport
+from tunesmith.guide import GuideRule
 from tunesmith.hyperparameters import (
     EPOCH_COUNT,
     LEARNING_RATE,
@@ -37,7 +41,7 @@ class TrainingPlan:
     """The step arithmetic of one run: what the hyperparameters mean for this dataset."""
 
     records: int
-    """Training records before duplication."""
+    """Training records before duplication (in a run: those left with target tokens)."""
     duplication_factor: int
     effective_batch_size: int
     hyperparameters: Hyperparameters

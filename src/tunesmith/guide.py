@@ -90,8 +90,9 @@ MAX_DUPLICATION_FACTOR = 10
 WARMUP_DIVISORS = {"micro": 640, "lite": 160, "pro": 320}
 """The guide's divisors, copied verbatim. :mod:`tunesmith.tiers` derives them from the tiers'
 effective batch sizes and a test checks both agree."""
-WARMUP_EPOCH_FRACTION = 10
-"""Warmup lasts 1/WARMUP_EPOCH_FRACTION of an epoch: divisor = 10 x effective batch size."""
+WARMUP_EPOCH_DIVISOR = 10
+"""Warmup lasts one epoch divided by this (a tenth): the guide's records-per-warmup-step
+divisor is ``WARMUP_EPOCH_DIVISOR x effective batch size`` (640 = 10 x 64 for micro)."""
 WARMUP_TOO_LONG_FRACTION = 0.5
 """Warn when warmup takes more than this fraction of all optimizer steps."""
 
@@ -103,6 +104,12 @@ MAX_RECORDS = 20_000
 RECOMMENDED_MIN_RECORDS = 100
 MAX_DISTILLATION_PROMPTS = 15_000
 MAX_VALIDATION_FILES = 10
+
+# --- Generation limits (hosted service) -----------------------------------------------------
+DEFAULT_RESPONSE_TOKENS = 512
+"""A teacher's answer budget when none is given (``maxResponseLengthForInference``)."""
+MAX_RESPONSE_TOKENS = 8192
+"""Most tokens one answer may ask for: ``maxResponseLengthForInference`` and ``maxTokens``."""
 
 # --- When to distill or fine-tune ----------------------------------------------------------
 DISTILL_NO_LABELS = GuideRule(
@@ -131,3 +138,7 @@ POOR_TEACHER_SCORE = 0.3
 """Below this, even the teacher does poorly: an intelligence gap."""
 CLEAR_MARGIN = 0.1
 """Score differences smaller than this count as a tie."""
+DECIDE_HOLDOUT_FRACTION = 0.2
+"""``tunesmith decide`` scores the models on this share of the labelled records..."""
+DECIDE_MIN_HOLDOUT = 8
+"""...and on at least this many, so one answer moves a score by at most 12.5 points."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tunesmith import guide
+from tunesmith.errors import TunesmithError
 from tunesmith.hyperparameters import LEARNING_RATE
 
 
@@ -23,7 +24,7 @@ def warmup_divisor_for(effective_batch_size: int) -> int:
     """Records per warmup step: warmup lasts 1/10 of an epoch (see module docs)."""
     if effective_batch_size < 1:
         raise ValueError(f"effective batch size must be at least 1, got {effective_batch_size}")
-    return guide.WARMUP_EPOCH_FRACTION * effective_batch_size
+    return guide.WARMUP_EPOCH_DIVISOR * effective_batch_size
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class ModelTier:
         return warmup_divisor_for(self.effective_batch_size)
 
     @classmethod
-    def custom(cls, name: str, effective_batch_size: int, learning_rate: float | None = None) -> "ModelTier":
+    def custom(cls, name: str, effective_batch_size: int, learning_rate: float | None = None) -> ModelTier:
         """A model that is none of the three tiers: the divisor follows the 10 x batch rule."""
         warmup_divisor_for(effective_batch_size)  # validates
         return cls(
@@ -106,7 +107,7 @@ PRO = ModelTier(
 TIERS: dict[str, ModelTier] = {tier.name: tier for tier in (MICRO, LITE, PRO)}
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(TunesmithError, ValueError):
     """A model id that is neither a tier name nor a known hosted id."""
 
 

@@ -19,6 +19,7 @@ from tunesmith.cli.options import (
 )
 from tunesmith.cli.render import console, fail, print_json, print_problems, table
 from tunesmith.cli.validate import run_validation
+from tunesmith.datasets.duplicate import MAX_FACTOR
 from tunesmith.datasets.problems import DEFAULT_MAX_LISTED
 from tunesmith.hyperparameters import HyperparameterError
 from tunesmith.tiers import ModelTier
@@ -58,7 +59,7 @@ def print_advice(advice: Advice, file: str | None) -> None:
 @click.option("--records", type=click.IntRange(min=1), help="Advise for this many training records instead of a file.")
 @validation_option
 @kind_option
-@click.option("--duplicate", "duplication_factor", type=click.IntRange(1, 100), help="Use this duplication factor instead of the advised one.")
+@click.option("--duplicate", "duplication_factor", type=click.IntRange(1, MAX_FACTOR), help="Use this duplication factor instead of the advised one.")
 @hyperparameter_options
 @json_option
 def advise(
@@ -86,7 +87,7 @@ def advise(
     except HyperparameterError as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem.message}", err=True)
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     if as_json:
         print_json(advice.as_dict())
     else:

@@ -10,10 +10,7 @@ from tunesmith.cli.errors import user_errors
 from tunesmith.cli.options import json_option
 from tunesmith.cli.progress import training_progress
 from tunesmith.cli.render import console, fail, print_json, table
-from tunesmith.datasets import DatasetKind, validate_dataset
-from tunesmith.distillation.decide import decide as run_decide
-from tunesmith.distillation.teachers import RemoteError, resolve_teacher
-from tunesmith.training.loop import DataError
+from tunesmith.datasets import DataError, DatasetKind, validate_dataset
 
 
 @click.command()
@@ -28,6 +25,9 @@ from tunesmith.training.loop import DataError
 def decide(data, student, teacher, teacher_endpoint, teacher_api, max_new_tokens, workdir, as_json) -> None:
     """Hold out 20% of DATA; score the teacher, the student, and the student after a 1-epoch
     fine-tune on the rest; apply the guide's "When to Distill or Fine Tune?" rules."""
+    from tunesmith.distillation.decide import decide as run_decide  # loads torch: only when the command runs
+    from tunesmith.distillation.teachers import RemoteError, resolve_teacher
+
     folder = Path(workdir) if workdir else Path(data).parent / f"decide-{Path(data).stem}"
     with user_errors():
         report = validate_dataset(data, kind=DatasetKind.FINE_TUNING)
@@ -41,6 +41,8 @@ def decide(data, student, teacher, teacher_endpoint, teacher_api, max_new_tokens
                                       max_new_tokens, on_step=on_step)
         except RemoteError as exc:
             fail(str(exc))
+        except InterruptedError as exc:  # SIGINT/SIGTERM during the fine-tune: nothing to score
+            fail(str(exc), 130)
     if as_json:
         print_json(decision.as_dict())
         return

@@ -13,11 +13,10 @@ from urllib.parse import quote
 
 import click
 
-from tunesmith.service.lifecycle import ACTIVE
-from tunesmith.service.protocol import JobStatusName
-
 from tunesmith.cli.options import hyperparameter_flags, hyperparameter_options, json_option
 from tunesmith.cli.render import console, fail, print_json, table
+from tunesmith.service.lifecycle import ACTIVE
+from tunesmith.service.protocol import JobStatusName
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 ROLE = "arn:aws:iam::123456789012:role/tunesmith"

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -34,6 +40,70 @@ def hyperparameter_flags(kwargs: dict[str, Any]) -> dict[str, str]:
         if value is not None:
             given[spec.key] = value
     return given
+
+
+def config_options(settings: type, names: list[str], prefix: str = "", flags: Mapping[str, str] | None = None) -> Callable:
+    """Add one option per named field of the dataclass ``settings``, in the order given.
+
+    The flag is the field's name with dashes (``max_length`` -> ``--max-length``; with
+    ``prefix="lora"``, ``rank`` -> ``--lora-rank``) unless ``flags`` renames it; the keyword
+    is the flag's. Help, default, type, bounds and choices come from the field's
+    ``training.config.setting``, so a default lives only in the dataclass. Read the values
+    back with :func:`config_values`.
+    """
+    hints = typing.get_type_hints(settings)
+    by_name = {f.name: f for f in dataclasses.fields(settings)}
+
+    def decorate(command: Callable) -> Callable:
+        for name in reversed(names):
+            keyword = f"{prefix}_{name}" if prefix else name
+            flag = (flags or {}).get(name, "--" + keyword.replace("_", "-"))
+            command = click.option(flag, keyword, **_option_settings(by_name[name], hints[name]))(command)
+        return command
+
+    return decorate
+
+
+def config_values(kwargs: dict[str, Any], settings: type, prefix: str = "") -> dict[str, Any]:
+    """Remove the options :func:`config_options` added for ``settings`` from a command's
+    kwargs; return their values by field name."""
+    values = {}
+    for item in dataclasses.fields(settings):
+        keyword = f"{prefix}_{item.name}" if prefix else item.name
+        if keyword in kwargs:
+            values[item.name] = kwargs.pop(keyword)
+    return values
+
+
+def _option_settings(item: dataclasses.Field, hint: Any) -> dict[str, Any]:
+    meta = item.metadata
+    if "help" not in meta:
+        raise TypeError(f"{item.name} has no help text: declare it with training.config.setting")
+    required = item.default is dataclasses.MISSING
+    default = None if required else item.default
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: optional
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if hint is bool:
+        return {"is_flag": True, "default": bool(default), "help": meta["help"]}
+    if isinstance(default, enum.Enum):
+        default = default.value
+    if typing.get_origin(hint) is typing.Literal:
+        kind = click.Choice(list(typing.get_args(hint)))
+    elif isinstance(hint, type) and issubclass(hint, enum.Enum):
+        kind = click.Choice(list(meta["choices"] or [member.value for member in hint]))
+    elif hint in (int, float):
+        limits = {"min": meta["minimum"], "max": meta["below"] if meta["below"] is not None else meta["maximum"]}
+        if all(v is None for v in limits.values()):
+            kind = hint
+        elif hint is int:
+            kind = click.IntRange(**limits)
+        else:
+            kind = click.FloatRange(**limits, max_open=meta["below"] is not None)
+    elif hint is Path:
+        kind = click.Path(path_type=str)
+    else:
+        kind = hint
+    return {"type": kind, "default": default, "required": required, "show_default": default is not None, "help": meta["help"]}
 
 
 class TierParam(click.ParamType):

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from tunesmith.cli.render import err_console
-from tunesmith.training import StepInfo
+
+if TYPE_CHECKING:  # the training loop imports torch, which `tunesmith --help` must not pay for
+    from tunesmith.training import StepInfo, TrainingRun
+
+
+def show_run_warnings(run: TrainingRun) -> None:
+    """``finetune``'s ``on_start``: the plan's warnings, above the progress bar, before the first step."""
+    for warning in run.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 @contextlib.contextmanager
 def training_progress(description: str = "training") -> Iterator[Callable[[StepInfo], None]]:
-    """Yields an ``on_step`` callback for :class:`tunesmith.training.TrainingRun`."""
+    """Yields an ``on_step`` callback for :func:`tunesmith.training.finetune`."""
     if not err_console.is_terminal:
         def log_line(info: StepInfo) -> None:
             every = max(1, info.total_steps // 20)

@@ -32,8 +32,8 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, allo
 
     from tunesmith.cli.render import fail
     from tunesmith.service.app import create_app
-    from tunesmith.service.settings import ServiceSettings
     from tunesmith.service.auth import parse_credentials
+    from tunesmith.service.settings import ServiceSettings
 
     try:
         credentials = parse_credentials(list(credential_items))

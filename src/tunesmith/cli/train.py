@@ -2,86 +2,99 @@
 
 from __future__ import annotations
 
-import click
+from typing import TYPE_CHECKING, Any
 
-from tunesmith.advisor import recommend
-from tunesmith.cli.options import hyperparameter_flags, hyperparameter_options, json_option, validation_option
-from tunesmith.cli.progress import training_progress
-from tunesmith.cli.render import console, fail, print_json, table
+import click
+from click.core import ParameterSource
+from rich.markup import escape
+
 from tunesmith.cli.errors import user_errors
-from tunesmith.datasets import DatasetKind
+from tunesmith.cli.options import (
+    config_options,
+    config_values,
+    hyperparameter_flags,
+    hyperparameter_options,
+    json_option,
+    validation_option,
+)
+from tunesmith.cli.progress import show_run_warnings, training_progress
+from tunesmith.cli.render import console, err_console, fail, print_json, table
 from tunesmith.hyperparameters import Hyperparameters
-from tunesmith.training import LoraSettings, TrainConfig, TrainingRun, write_results
+from tunesmith.training.config import LoraSettings, TrainConfig, advised_config
+
+if TYPE_CHECKING:  # importing the loop loads torch: only when the command runs
+    from tunesmith.training import RunResult
 
 
 @click.command()
 @click.argument("data", type=click.Path(path_type=str))
-@click.option("--model", default="micro", show_default=True, help="Tier, hosted id, configured name, result folder, HF folder or .gguf file.")
-@click.option("--output", required=True, type=click.Path(path_type=str), help="Result folder.")
+@config_options(TrainConfig, ["model", "output"])
 @validation_option
 @hyperparameter_options
 @click.option("--advised", is_flag=True, help="Use the advisor's hyperparameters and duplication for this dataset and tier.")
-@click.option("--duplicate", "duplication", type=click.IntRange(1, 100), help="Virtual duplication factor (default 1, or the advised one).")
-@click.option("--method", type=click.Choice(["lora", "full"]), default="lora", show_default=True)
-@click.option("--kind", type=click.Choice([DatasetKind.FINE_TUNING.value, DatasetKind.PRETRAINING.value]), default="fine-tuning", show_default=True)
-@click.option("--lora-rank", default=16, show_default=True, type=click.IntRange(1))
-@click.option("--lora-alpha", default=32, show_default=True, type=click.IntRange(1))
-@click.option("--lora-dropout", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True))
-@click.option("--max-length", default=1024, show_default=True, type=click.IntRange(8), help="Longer records are cut (and counted).")
-@click.option("--micro-batch-tokens", default=2048, show_default=True, type=click.IntRange(64), help="Padded tokens per forward pass.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--save-every", type=click.IntRange(1), help="Also checkpoint every N optimizer steps.")
-@click.option("--eval-every", type=click.IntRange(1), help="Also compute validation loss every N steps.")
-@click.option("--keep-checkpoints", default=2, show_default=True, type=click.IntRange(1))
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True)
-@click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint.")
+@config_options(TrainConfig, ["duplication", "method", "kind"], flags={"duplication": "--duplicate"})
+@config_options(LoraSettings, ["rank", "alpha", "dropout"], prefix="lora")
+@config_options(TrainConfig, ["max_length", "micro_batch_tokens", "seed", "save_every", "eval_every", "keep_checkpoints", "precision", "resume"])
 @json_option
-def train(data: str, model: str, output: str, validation: tuple[str, ...], advised: bool, duplication: int | None,
-          method: str, kind: str, lora_rank: int, lora_alpha: int, lora_dropout: float, max_length: int,
-          micro_batch_tokens: int, seed: int, save_every: int | None, eval_every: int | None, keep_checkpoints: int,
-          precision: str, resume: bool, as_json: bool, **flags: str) -> None:
+@click.pass_context
+def train(ctx: click.Context, data: str, validation: tuple[str, ...], advised: bool, as_json: bool, **options: Any) -> None:
     """Train on DATA (JSONL) and write checkpoints, metrics and the trained model to --output."""
-    sent = hyperparameter_flags(flags)
-    if advised and (sent or duplication):
+    from tunesmith.training import finetune
+
+    sent = hyperparameter_flags(options)
+    if advised and (sent or ctx.get_parameter_source("duplication") is not ParameterSource.DEFAULT):
         fail("--advised chooses the hyperparameters and duplication; drop --advised or the explicit values", 2)
     with user_errors():
-        hyperparameters = Hyperparameters.from_wire(sent)
         config = TrainConfig(
-            data=data, output=output, model=model, validation=list(validation), kind=kind,
-            hyperparameters=hyperparameters, hyperparameters_sent=sent, duplication=duplication or 1, method=method,
-            lora=LoraSettings(lora_rank, lora_alpha, lora_dropout), max_length=max_length,
-            micro_batch_tokens=micro_batch_tokens, seed=seed, save_every=save_every, eval_every=eval_every,
-            keep_checkpoints=keep_checkpoints, precision=precision, resume=resume,
+            data=data, validation=list(validation), hyperparameters=Hyperparameters.from_wire(sent), hyperparameters_sent=sent,
+            lora=LoraSettings(**config_values(options, LoraSettings, prefix="lora")), **config_values(options, TrainConfig),
         )
         if advised:
-            run = TrainingRun(config)
-            report, source, _ = run.check_inputs()
-            advice = recommend(report.training.records, source.tier)
-            config.hyperparameters, config.duplication = advice.hyperparameters, advice.plan.duplication_factor
-            console.print(f"advised: {advice.hyperparameters.to_wire()} duplication {advice.plan.duplication_factor}x")
+            config = advise(config)
         with training_progress() as on_step:
-            run = TrainingRun(config, on_step)
-            run.setup()
-            if run.train_data.truncated:
-                console.print(f"[yellow]warning:[/] {run.train_data.truncated} record(s) longer than --max-length {max_length} were cut")
-            if run.train_data.dropped:
-                console.print(f"[yellow]warning:[/] {run.train_data.dropped} record(s) had no answer tokens left after cutting and are skipped")
-            state = run.train()
-        if state.stopped:
-            console.print(f"stopped after step {state.step}; checkpoint saved. Continue with: tunesmith train {data} --output {output} --resume ...")
-            raise SystemExit(130)
-        manifest = write_results(run)
+            result = finetune(config, on_step, on_start=show_run_warnings)
+    if result.stopped:
+        console.print(escape(stopped_message(result, f"tunesmith train {data} --output {config.output} ... --resume")))
+        raise SystemExit(130)
     if as_json:
-        print_json(manifest)
+        print_json(result.manifest)
         return
-    result = manifest["result"]
+    show_result(result)
+
+
+def advise(config: TrainConfig) -> TrainConfig:
+    """``config`` with the advisor's values for its data and model (the data is validated first)."""
+    from tunesmith.datasets import DataError, validate_dataset
+    from tunesmith.models.registry import resolve_model
+
+    report = validate_dataset(config.data, config.validation, config.kind)
+    if not report.valid:
+        raise DataError(report)
+    config, advice = advised_config(config, report.training.records, resolve_model(config.model).tier)
+    err_console.print(f"advised: {escape(str(advice.hyperparameters.to_wire()))} duplication {advice.plan.duplication_factor}x")
+    return config
+
+
+def stopped_message(result: RunResult, resume_command: str) -> str:
+    """What a stopped run kept, and how to continue it."""
+    step, total = result.state.step, result.plan.total_steps
+    if step == 0:
+        return "stopped before the first optimizer step completed; nothing was saved"
+    return (
+        f"stopped after step {step} of {total}; checkpoint saved in {result.output / 'checkpoints'}. "
+        f"Continue with: {resume_command}"
+    )
+
+
+def show_result(result: RunResult) -> None:
+    output, plan, summary = result.output, result.plan, result.manifest["result"]
     rows = [
-        ["steps", f"{result['steps']} ({run.plan.duplication_factor}x duplication, batch {run.plan.effective_batch_size})"],
-        ["final training loss", result["finalTrainingLoss"]],
-        ["final validation loss", result["finalValidationLoss"] if result["finalValidationLoss"] is not None else "-"],
-        ["tokens/s", result["tokensPerSecond"]],
-        ["padding", f"{result['paddingFraction']:.1%}"],
-        ["wall time", f"{result['wallSeconds']:.0f} s"],
+        ["steps", f"{summary['steps']} ({plan.duplication_factor}x duplication, batch {plan.effective_batch_size})"],
+        ["final training loss", summary["finalTrainingLoss"]],
+        ["final validation loss", summary["finalValidationLoss"] if summary["finalValidationLoss"] is not None else "-"],
+        ["tokens/s", summary["tokensPerSecond"]],
+        ["padding", f"{summary['paddingFraction']:.1%}"],
+        ["wall time", f"{summary['wallSeconds']:.0f} s"],
         ["model", f"{output}/model (merged, HF safetensors)"],
         ["metrics", f"{output}/training_artifacts/step_wise_training_metrics.csv, {output}/loss_curve.png"],
     ]

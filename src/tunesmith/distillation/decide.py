@@ -12,20 +12,19 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tunesmith import guide
 from tunesmith.advisor import recommend
+from tunesmith.distillation.distill import DistillationError
 from tunesmith.distillation.teachers import Teacher
 from tunesmith.evaluation.evaluate import score_predictions
 from tunesmith.hyperparameters import Hyperparameters
-from tunesmith.training import StepInfo, TrainConfig, TrainingRun, write_results
+from tunesmith.training import StepInfo, TrainConfig, finetune
 from tunesmith.training.examples import chat_messages, read_records
-
-HOLDOUT_FRACTION = 0.2
-MIN_HOLDOUT = 8
 
 
 @dataclass
@@ -60,12 +59,12 @@ class Decision:
 
 
 def split(records: list[dict], seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """(rest, holdout): a deterministic shuffle, at least MIN_HOLDOUT held out."""
+    """(rest, holdout): a deterministic shuffle; the guide's share held out, at least its minimum."""
     order = list(range(len(records)))
     random.Random(seed).shuffle(order)
-    size = max(MIN_HOLDOUT, math.ceil(len(records) * HOLDOUT_FRACTION))
+    size = max(guide.DECIDE_MIN_HOLDOUT, math.ceil(len(records) * guide.DECIDE_HOLDOUT_FRACTION))
     if len(records) - size < guide.MIN_RECORDS:
-        raise ValueError(f"{len(records)} labelled records are too few: need {size} to hold out and {guide.MIN_RECORDS} to train")
+        raise DistillationError(f"{len(records)} labelled records are too few: need {size} to hold out and {guide.MIN_RECORDS} to train")
     held = set(order[:size])
     return [r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held]
 
@@ -119,9 +118,13 @@ def apply_rules(teacher: Measurement, base: Measurement, tuned: Measurement) -> 
 def decide(
     data: Path, teacher: Teacher, student: str, workdir: Path, max_tokens: int = 64,
     student_teacher: Callable[[str], Teacher] | None = None, on_step: Callable[[StepInfo], None] | None = None,
-    precision: str = "auto",
+    precision: str = "auto", stop: Callable[[], bool] | None = None,
 ) -> Decision:
-    """Measure and decide. ``student_teacher(spec)`` loads a model as a Teacher (for scoring)."""
+    """Measure and decide. ``student_teacher(spec)`` loads a model as a Teacher (for scoring).
+
+    Raises ``InterruptedError`` when ``stop()`` (or SIGINT/SIGTERM) ends the fine-tune early:
+    a half-trained student would be scored as if it were done.
+    """
     from tunesmith.distillation.teachers import LocalTeacher
     from tunesmith.models.registry import resolve_model
 
@@ -137,11 +140,13 @@ def decide(
         data=workdir / "train.jsonl", output=workdir / "student", model=student, precision=precision,
         hyperparameters=Hyperparameters(1, advice.hyperparameters.learning_rate, advice.hyperparameters.learning_rate_warmup_steps),
     )
-    run = TrainingRun(config, on_step)
-    run.setup()
-    run.train()
-    write_results(run)
+    result = finetune(config, on_step, stop=stop)
+    if result.stopped:
+        raise InterruptedError(
+            f"the student's fine-tune stopped at step {result.state.step} of {result.plan.total_steps}: no decision "
+            f"without it; run again after removing {workdir / 'student'}"
+        )
     tuned_m = measure(load(str(workdir / "student")), holdout, max_tokens)
     base_m.name, tuned_m.name = f"{student} (base)", f"{student} (fine-tuned 1 epoch)"
     recommendation, rule, explanation = apply_rules(teacher_m, base_m, tuned_m)
-    return Decision(recommendation, rule, explanation, teacher_m, base_m, tuned_m, len(holdout), len(rest), run.state.elapsed_s)
+    return Decision(recommendation, rule, explanation, teacher_m, base_m, tuned_m, len(holdout), len(rest), result.state.elapsed_s)

@@ -7,45 +7,51 @@ fine-tuning loss, so teacher and student may use different tokenizers.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from tunesmith import guide
 from tunesmith.advisor import recommend
-from tunesmith.datasets import DatasetKind, validate_dataset
-from tunesmith.distillation.synthesis import SYNTHETIC, SynthesisReport, synthesize
-from tunesmith.distillation.teachers import Teacher
+from tunesmith.datasets import DataError, DatasetKind, validate_dataset
+from tunesmith.errors import TunesmithError
 from tunesmith.hyperparameters import Hyperparameters
 from tunesmith.models.registry import resolve_model
-from tunesmith.training import StepInfo, TrainConfig, TrainingRun, write_results
-from tunesmith.training.loop import DataError
+from tunesmith.training.config import Method, Precision, TrainConfig, check_settings, setting, setting_of
+
+if TYPE_CHECKING:  # the teacher and the loop load torch: only when a distillation runs
+    from tunesmith.distillation.teachers import Teacher
+    from tunesmith.training import StepInfo
 
 
-class DistillationError(ValueError):
+class DistillationError(TunesmithError, ValueError):
     pass
 
 
 @dataclass
 class DistillConfig:
-    data: Path
-    output: Path
-    student: str = "micro"
-    max_response_length: int = 512
-    """The teacher's answer budget in tokens; longer answers are rejected as cut off."""
+    """Everything ``tunesmith distill`` needs besides the teacher; checks live in ``__post_init__``."""
+
+    data: Path = setting(help="Prompts (JSONL); records that carry an answer are kept as labelled examples.")
+    output: Path = setting(help="Result folder: synthesis/, student/ and distillation_report.json.")
+    student: str = setting("micro", help="The model to train (tier, hosted id or path).")
+    max_response_length: int = setting(
+        guide.DEFAULT_RESPONSE_TOKENS, minimum=1, maximum=guide.MAX_RESPONSE_TOKENS, help="Teacher answer budget (tokens)."
+    )
+    """Longer answers are rejected as cut off."""
     hyperparameters: Hyperparameters | None = None
     """None: the advisor's values for the synthetic dataset and the student tier."""
     duplication: int | None = None
-    method: str = "lora"
-    precision: str = "auto"
-    seed: int = 0
-    resume: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    """None: the advised factor with advised hyperparameters, else 1."""
+    method: Method = setting_of(TrainConfig, "method")
+    precision: Precision = setting_of(TrainConfig, "precision")
+    seed: int = setting_of(TrainConfig, "seed")
+    resume: bool = setting(False, help="Continue an interrupted distillation in --output (answered prompts are kept).")
 
     def __post_init__(self) -> None:
         self.data, self.output = Path(self.data), Path(self.output)
-        if not 1 <= self.max_response_length <= 8192:
-            raise ValueError(f"max response length must be between 1 and 8192 tokens, got {self.max_response_length}")
+        check_settings(self)
 
 
 def check_prompts(config: DistillConfig) -> None:
@@ -57,11 +63,19 @@ def check_prompts(config: DistillConfig) -> None:
 def run_distillation(
     config: DistillConfig, teacher: Teacher, on_step: Callable[[StepInfo], None] | None = None,
     on_answer: Callable[[int], None] | None = None, stop: Callable[[], bool] = lambda: False,
+    on_start: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
+    """Synthesize, then train the student; the report (also written to
+    ``distillation_report.json`` when the student finished). ``stop()`` ends the synthesis with
+    ``InterruptedError`` or the training at a checkpoint (``report["stopped"]``); ``on_start``
+    is :func:`tunesmith.training.finetune`'s."""
+    from tunesmith.distillation.synthesis import SYNTHETIC, synthesize
+    from tunesmith.training import finetune
+
     check_prompts(config)
     source = resolve_model(config.student)
     synthesis_folder = config.output / "synthesis"
-    synthesis: SynthesisReport = synthesize(config.data, teacher, synthesis_folder, config.max_response_length, on_done=on_answer, stop=stop)
+    synthesis = synthesize(config.data, teacher, synthesis_folder, config.max_response_length, on_done=on_answer, stop=stop)
     if synthesis.training_records < guide.MIN_RECORDS:
         raise DistillationError(
             f"only {synthesis.training_records} usable training records after synthesis (at least {guide.MIN_RECORDS} needed); "
@@ -75,16 +89,13 @@ def run_distillation(
         hyperparameters=hyperparameters, hyperparameters_sent=hyperparameters.to_wire(), duplication=duplication,
         method=config.method, precision=config.precision, seed=config.seed, resume=config.resume,
     )
-    run = TrainingRun(train_config, on_step)
-    run.setup()
-    state = run.train()
-    if state.stopped:
-        return {"stopped": True, "synthesis": synthesis.as_dict()}
-    manifest = write_results(run)
+    result = finetune(train_config, on_step, stop=stop, on_start=on_start)
     report = {
-        "teacher": teacher.name, "student": config.student, "synthesis": synthesis.as_dict(),
-        "training": manifest["result"], "hyperParameters": hyperparameters.to_wire(), "duplicationFactor": duplication,
-        "studentModel": str(config.output / "student" / "model"),
+        "teacher": teacher.name, "student": config.student, "synthesis": synthesis.as_dict(), "stopped": result.stopped,
+        "hyperParameters": hyperparameters.to_wire(), "duplicationFactor": duplication, "warnings": result.warnings,
     }
+    if result.stopped:
+        return {**report, "steps": result.state.step, "totalSteps": result.plan.total_steps}
+    report.update(training=result.manifest["result"], studentModel=str(config.output / "student" / "model"))
     (config.output / "distillation_report.json").write_text(json.dumps(report, indent=2))
     return report

@@ -11,17 +11,17 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from tunesmith.advisor import Advice, recommend
+from tunesmith.advisor import Advice, TrainingPlan, recommend
 from tunesmith.evaluation.evaluate import Evaluation, evaluate, write_predictions
 from tunesmith.evaluation.generation import GenerationSettings
 from tunesmith.models.loading import load_model, load_tokenizer
 from tunesmith.models.registry import resolve_model
 from tunesmith.quickstart.task import make_splits
-from tunesmith.training import StepInfo, TrainConfig, TrainingRun, write_results
+from tunesmith.training import StepInfo, TrainConfig, TrainingRun, finetune
 
 TRAIN_RECORDS = 1_000
 """At 1,000 records the guide's rules give 2 epochs and no duplication: 32 steps of 64."""
@@ -33,6 +33,8 @@ GENERATION = GenerationSettings(max_new_tokens=32, batch_size=25)
 class QuickstartResult:
     folder: Path
     advice: Advice
+    plan: TrainingPlan
+    """The plan the fine-tune followed."""
     base: Evaluation
     tuned: Evaluation
     train_seconds: float
@@ -56,7 +58,10 @@ def run_quickstart(
     say: Callable[[str], None] = print,
     on_step: Callable[[StepInfo], None] | None = None,
     show_advice: Callable[[Advice], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> QuickstartResult:
+    """Raises ``InterruptedError`` when ``stop()`` (or SIGINT/SIGTERM) ends the fine-tune early:
+    a half-trained model is not evaluated. The quickstart always starts afresh."""
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     run_folder = folder / "micro-lora"
@@ -78,17 +83,21 @@ def run_quickstart(
         data=train_path, output=run_folder, model="micro", hyperparameters=advice.hyperparameters,
         hyperparameters_sent=advice.hyperparameters.to_wire(), duplication=advice.plan.duplication_factor, method="lora",
     )
-    say(f"fine-tuning micro (LoRA) for {advice.plan.total_steps} optimizer steps")
-    run = TrainingRun(config, on_step)
-    run.setup()
-    run.train()
-    write_results(run)
-    train_seconds = run.state.elapsed_s
+
+    def announce(run: TrainingRun) -> None:
+        say(f"fine-tuning micro (LoRA) for {run.plan.total_steps} optimizer steps")
+        for warning in run.warnings:
+            say(f"warning: {warning}")
+
+    trained = finetune(config, on_step, stop=stop, on_start=announce)
+    if trained.stopped:
+        raise InterruptedError(f"the fine-tune stopped at step {trained.state.step} of {trained.plan.total_steps}; run the quickstart again")
+    train_seconds = trained.state.elapsed_s
 
     say("evaluating the fine-tuned model on the held-out split")
     tuned = evaluate(str(run_folder), test_path, GENERATION)
     write_predictions([base, tuned], folder / "predictions.jsonl")
-    result = QuickstartResult(folder, advice, base, tuned, train_seconds, time.perf_counter() - started)
+    result = QuickstartResult(folder, advice, trained.plan, base, tuned, train_seconds, time.perf_counter() - started)
     write_report(result, run_folder)
     return result
 
@@ -101,7 +110,7 @@ def write_report(result: QuickstartResult, run_folder: Path) -> Path:
         "",
         f"Task: turn a customer message into a JSON ticket; {TRAIN_RECORDS} training and {TEST_RECORDS} held-out test records.",
         f"Model: micro (SmolLM2-135M-Instruct), LoRA, advised hyperparameters {json.dumps(hp)}, "
-        f"{result.advice.plan.total_steps} optimizer steps of {result.advice.plan.effective_batch_size} records.",
+        f"{result.plan.total_steps} optimizer steps of {result.plan.effective_batch_size} records.",
         "",
         "| model | exact match | ROUGE-L | answer loss |",
         "|---|---|---|---|",

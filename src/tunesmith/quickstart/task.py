@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 SYSTEM = "Turn the customer's message into a JSON ticket with the order id and the issue category."
 

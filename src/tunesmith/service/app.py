@@ -25,8 +25,7 @@ import contextlib
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse, Response
 
-from tunesmith.service import deployments, runtime
-from tunesmith.service import jobs as job_routes
+from tunesmith.service import deployments, jobs as job_routes, runtime
 from tunesmith.service.auth import SigV4Middleware
 from tunesmith.service.body_limit import BodyLimitMiddleware
 from tunesmith.service.errors import install_handlers

@@ -73,12 +73,12 @@ async def verify(request: Request, credentials: dict[str, str], region: str, all
         raise AccessDeniedException(f"the credential scope names the region '{match['region']}'; this server is '{region}'")
     amz_date = request.headers.get("x-amz-date", "")
     try:
-        when = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+        when = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
     except ValueError as exc:
         raise AccessDeniedException("the X-Amz-Date header is missing or malformed") from exc
     if match["date"] != amz_date[:8]:
         raise AccessDeniedException("the credential scope's date is not the day of X-Amz-Date")
-    if abs(dt.datetime.now(dt.timezone.utc) - when) > MAX_SKEW:
+    if abs(dt.datetime.now(dt.UTC) - when) > MAX_SKEW:
         raise AccessDeniedException("the request signature has expired (clock skew over 15 minutes)")
     body = await request.body()
     digest = hashlib.sha256(body).hexdigest()

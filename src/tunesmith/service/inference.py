@@ -9,11 +9,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
-from tunesmith.evaluation.generation import Completion, GenerationSettings, generate
 from tunesmith import guide
+from tunesmith.evaluation.generation import Completion, GenerationSettings, generate
 from tunesmith.service.errors import ValidationException
 from tunesmith.service.protocol import InferenceConfig, Message, TextBlock
 
@@ -96,9 +97,8 @@ def complete(loaded: LoadedModel, chat: list[dict[str, str]], settings: Generati
 
 def stream(loaded: LoadedModel, chat: list[dict[str, str]], settings: GenerationSettings) -> Iterator[tuple[str, Any]]:
     """Yields ("delta", text) pieces, then ("done", (stop_reason, input_tokens, output_tokens))."""
-    from transformers import TextIteratorStreamer
-
     import torch
+    from transformers import TextIteratorStreamer
 
     from tunesmith.evaluation.generation import render_prompt
 

@@ -23,7 +23,16 @@ from tunesmith.service.layout import JobFolder
 from tunesmith.service.lifecycle import JobStatus, TransitionError
 from tunesmith.service.listing import Filter, ListQuery, created_between, list_page
 from tunesmith.service.protocol import (
-    PRINTABLE, CreateJobRequest, Empty, JobArn, JobCheckpoints, JobDetail, JobList, JobStatusName, ModelDetail, ModelList,
+    PRINTABLE,
+    CreateJobRequest,
+    Empty,
+    JobArn,
+    JobCheckpoints,
+    JobDetail,
+    JobList,
+    JobStatusName,
+    ModelDetail,
+    ModelList,
     ModelStatusName,
 )
 from tunesmith.service.spec import spec_from_request

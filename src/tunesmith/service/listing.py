@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import Select, and_, or_
@@ -37,7 +38,7 @@ def utc(value: dt.datetime | None) -> dt.datetime | None:
     """A query timestamp in UTC (a naive one is taken as UTC), as the store keeps them."""
     if value is None:
         return None
-    return value.astimezone(dt.timezone.utc) if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def created_between(column, after: dt.datetime | None, before: dt.datetime | None) -> list:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import string
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, create_engine, event, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -28,7 +28,7 @@ def new_id() -> str:
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class Base(DeclarativeBase):
@@ -66,7 +66,7 @@ class Job(Base):
     """What the run reported: the plan's warnings, the training plan."""
 
     @property
-    def spec(self) -> "JobSpec":
+    def spec(self) -> JobSpec:
         from tunesmith.service.spec import JobSpec, spec_from_legacy
 
         if "job_name" in self.spec_json:
@@ -109,7 +109,7 @@ class Deployment(Base):
 
 def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:  # SQLite drops the zone
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value
 
 

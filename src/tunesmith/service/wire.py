@@ -12,7 +12,7 @@ ACCOUNT = "123456789012"
 
 
 def timestamp(value: dt.datetime | None) -> str | None:
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
 def job_arn(base_model_id: str, job_id: str) -> str:

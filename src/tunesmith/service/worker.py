@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tunesmith import guide
 from tunesmith.datasets import DatasetKind, validate_dataset
@@ -72,9 +72,12 @@ class JobWorker:
         try:
             self._execute(job.spec)
         except JobFailed as exc:
-            self.change(lambda j: lifecycle.failed(j, str(exc)))
+            self.fail(str(exc))
         except Exception as exc:  # anything else: still a clear, bounded failure message
-            self.change(lambda j: lifecycle.failed(j, f"{type(exc).__name__}: {exc}"))
+            self.fail(f"{type(exc).__name__}: {exc}")
+
+    def fail(self, message: str) -> None:
+        self.change(lambda job: lifecycle.failed(job, message))
 
     def _execute(self, spec: JobSpec) -> None:
         kind = KINDS.get(spec.customization_type, DatasetKind.FINE_TUNING)

@@ -1,17 +1,32 @@
-"""The training engine: data to tokens, the loop, checkpoints, metrics and results."""
+"""The training engine: data to tokens, the loop, checkpoints, metrics and results.
 
-from tunesmith.training.config import LoraSettings, TrainConfig
-from tunesmith.training.loop import DataError, OutputError, StepInfo, TrainingRun
-from tunesmith.training.results import write_results
+:func:`finetune` is the one way to run training; every interface calls it and differs only
+in what it does with the :class:`RunResult`. Names load on first use, so reading a
+:class:`TrainConfig` (for command-line flags, say) does not import torch.
+"""
 
-__all__ = ["DataError", "LoraSettings", "OutputError", "StepInfo", "TrainConfig", "TrainingRun", "train", "write_results"]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tunesmith.training.config import LoraSettings, TrainConfig, advised_config
+    from tunesmith.training.loop import DataError, OutputError, RunState, StepInfo, TrainingRun
+    from tunesmith.training.run import RunResult, finetune
+
+_HOMES = {
+    "LoraSettings": "config", "TrainConfig": "config", "advised_config": "config",
+    "DataError": "loop", "OutputError": "loop", "RunState": "loop", "StepInfo": "loop", "TrainingRun": "loop",
+    "RunResult": "run", "finetune": "run",
+}
+__all__ = [
+    "DataError", "LoraSettings", "OutputError", "RunResult", "RunState", "StepInfo", "TrainConfig", "TrainingRun",
+    "advised_config", "finetune",
+]
 
 
-def train(config: TrainConfig, on_step=None) -> dict:
-    """Run a whole training job and return its manifest (stopped runs return without results)."""
-    run = TrainingRun(config, on_step)
-    run.setup()
-    state = run.train()
-    if state.stopped:
-        return {"stopped": True, "step": state.step, "output": str(config.output)}
-    return write_results(run)
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

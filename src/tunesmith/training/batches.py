@@ -13,7 +13,6 @@ the step still sees exactly its effective batch.
 
 from __future__ import annotations
 
-import math
 import random
 
 import torch
@@ -38,12 +37,10 @@ def epoch_order(records: int, duplication: int, epoch: int, seed: int, batch_siz
 
 
 def step_batches(records: int, duplication: int, batch_size: int, epoch: int, seed: int) -> list[list[int]]:
+    """The record indices of each optimizer step of ``epoch``: ``TrainingPlan.steps_per_epoch``
+    lists, the last one short when the batch does not divide the duplicated records."""
     order = epoch_order(records, duplication, epoch, seed, batch_size)
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def steps_per_epoch(records: int, duplication: int, batch_size: int) -> int:
-    return math.ceil(records * duplication / batch_size)
 
 
 def micro_batches(indices: list[int], examples: list[Example], micro_batch_tokens: int) -> list[list[int]]:

@@ -17,10 +17,12 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from tunesmith.errors import TunesmithError
+
 PREFIX = "step-"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(TunesmithError, RuntimeError):
     pass
 
 

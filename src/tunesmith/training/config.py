@@ -1,71 +1,104 @@
-"""Typed settings of one training run."""
+"""Typed settings of one training run, and the advisor's version of them.
+
+Each setting is declared once, with :func:`setting`: its default, its bounds and a one-line
+help text. ``__post_init__`` checks the bounds and ``tunesmith.cli.options.config_options``
+turns the same fields into command-line flags, so a default or a limit lives only here.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from tunesmith.advisor import Advice, recommend
 from tunesmith.datasets import DatasetKind
+from tunesmith.datasets.duplicate import MAX_FACTOR
+from tunesmith.errors import ConfigError
 from tunesmith.hyperparameters import Hyperparameters
+from tunesmith.tiers import ModelTier
 
 Method = Literal["lora", "full"]
 Precision = Literal["auto", "bf16", "fp32"]
+
+
+def setting(
+    default: Any = dataclasses.MISSING, *, help: str, minimum: float | None = None, maximum: float | None = None,
+    below: float | None = None, choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A dataclass field with its help text and bounds (inclusive ``minimum``/``maximum``,
+    exclusive ``below``); ``choices`` narrows an enum to the values the command accepts."""
+    bounds = {"minimum": minimum, "maximum": maximum, "below": below, "choices": choices}
+    return field(default=default, metadata={"help": help, **bounds})
+
+
+def setting_of(settings: type, name: str) -> Any:
+    """The same setting (default, bounds, help) as field ``name`` of ``settings``, for a
+    config that passes the value on (``DistillConfig.method`` -> ``TrainConfig.method``)."""
+    item = next(f for f in dataclasses.fields(settings) if f.name == name)
+    return field(default=item.default, metadata=item.metadata)
+
+
+def check_settings(settings: Any, label: str = "") -> None:
+    """Raise :class:`ConfigError` for the first field outside the bounds its :func:`setting` gives."""
+    for item in dataclasses.fields(settings):
+        meta, value = item.metadata, getattr(settings, item.name)
+        if "help" not in meta or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        name = f"{label}{item.name}"
+        low, high, below = meta["minimum"], meta["maximum"], meta["below"]
+        if low is not None and below is not None and not low <= value < below:
+            raise ConfigError(f"{name} must be in [{low:g}, {below:g}), got {value}")
+        if low is not None and high is not None and not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value}")
+        if low is not None and value < low:
+            raise ConfigError(f"{name} must be at least {low:g}, got {value}")
 
 
 @dataclass
 class LoraSettings:
     """LoRA on every linear projection of the decoder (PEFT's ``all-linear``)."""
 
-    rank: int = 16
-    """Rank of each adapter; 16 is plenty for narrow tasks on small models."""
-    alpha: int = 32
-    """Scaling numerator: updates are scaled by alpha / rank = 2."""
-    dropout: float = 0.0
-    """Dropout on the adapter input. Off by default: on CPU, PEFT's dropout path copies
-    every layer input and costs ~40% of the step time; 0.05 regularises tiny datasets."""
+    rank: int = setting(16, minimum=1, help="Rank of each adapter; 16 is plenty for narrow tasks on small models.")
+    alpha: int = setting(32, minimum=1, help="Scaling numerator: updates are scaled by alpha / rank.")
+    dropout: float = setting(0.0, minimum=0, below=1, help="Dropout on the adapter input.")
+    """Off by default: on CPU, PEFT's dropout path copies every layer input and costs ~40% of
+    the step time; 0.05 regularises tiny datasets."""
 
     def __post_init__(self) -> None:
-        if self.rank < 1:
-            raise ValueError(f"LoRA rank must be at least 1, got {self.rank}")
-        if self.alpha < 1:
-            raise ValueError(f"LoRA alpha must be at least 1, got {self.alpha}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
+        check_settings(self, "LoRA ")
 
 
 @dataclass
 class TrainConfig:
     """Everything ``tunesmith train`` needs; checks live in ``__post_init__``."""
 
-    data: Path
-    """Training records (JSONL)."""
-    output: Path
-    """Result folder: checkpoints, metrics, adapter, merged model, manifest."""
-    model: str = "micro"
-    """Tier, hosted id, configured name, result folder, HF folder or .gguf file."""
+    data: Path = setting(help="Training records (JSONL).")
+    output: Path = setting(help="Result folder: checkpoints, metrics, adapter, merged model, manifest.")
+    model: str = setting("micro", help="Tier, hosted id, configured name, result folder, HF folder or .gguf file.")
     validation: list[Path] = field(default_factory=list)
-    kind: DatasetKind = DatasetKind.FINE_TUNING
+    kind: DatasetKind = setting(
+        DatasetKind.FINE_TUNING, choices=(DatasetKind.FINE_TUNING.value, DatasetKind.PRETRAINING.value),
+        help="Conversations to fine-tune on, or plain text to continue pre-training on.",
+    )
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     hyperparameters_sent: dict[str, str] = field(default_factory=dict)
     """The values as the user gave them, for the manifest."""
-    duplication: int = 1
-    """Each record is seen this many times per epoch (virtually: no copies in memory)."""
-    method: Method = "lora"
+    duplication: int = setting(1, minimum=1, maximum=MAX_FACTOR, help="Virtual duplication factor: each record is seen this many times per epoch.")
+    """No copies are made in memory (``batches.epoch_order``)."""
+    method: Method = setting("lora", help="LoRA adapters, or full fine-tuning of every weight.")
     lora: LoraSettings = field(default_factory=LoraSettings)
-    max_length: int = 1024
-    """Longer records are cut (and counted in a warning)."""
-    micro_batch_tokens: int = 2048
-    """Padded tokens per forward pass; gradient accumulation reaches the effective batch."""
-    seed: int = 0
-    save_every: int | None = None
-    """Also checkpoint every N optimizer steps (always at each epoch end)."""
-    keep_checkpoints: int = 2
-    eval_every: int | None = None
-    """Also compute validation loss every N steps (always at each epoch end)."""
-    precision: Precision = "auto"
-    """``auto`` uses bf16 autocast where the CPU has native bf16 (AVX-512 BF16/AMX), else fp32."""
-    resume: bool = False
+    max_length: int = setting(1024, minimum=8, help="Longer records are cut (and counted).")
+    micro_batch_tokens: int = setting(2048, minimum=64, help="Padded tokens per forward pass.")
+    """Gradient accumulation over micro-batches reaches the effective batch; this bounds memory."""
+    seed: int = setting(0, help="Seeds the initial adapter weights, the shuffles and dropout.")
+    save_every: int | None = setting(None, minimum=1, help="Also checkpoint every N optimizer steps (always at each epoch end).")
+    keep_checkpoints: int = setting(2, minimum=1, help="Checkpoints kept on disk; older ones are deleted.")
+    eval_every: int | None = setting(None, minimum=1, help="Also compute validation loss every N steps (always at each epoch end).")
+    precision: Precision = setting("auto", help="auto: bf16 autocast where the CPU has native bf16, else fp32.")
+    """bf16 needs AVX-512 BF16 or AMX to be faster; fp32 is exact across machines."""
+    resume: bool = setting(False, help="Continue the run in the output folder from its last checkpoint.")
     max_grad_norm: float = 1.0
     merge: bool = True
     """Write a merged model (base + adapter) that plain transformers loads."""
@@ -76,15 +109,17 @@ class TrainConfig:
         self.validation = [Path(p) for p in self.validation]
         self.kind = DatasetKind(self.kind)
         if self.kind is DatasetKind.DISTILLATION:
-            raise ValueError("distillation data needs a teacher first: use `tunesmith distill`")
+            raise ConfigError("distillation data needs a teacher first: use `tunesmith distill`")
         if self.method not in ("lora", "full"):
-            raise ValueError(f"method must be lora or full, got {self.method!r}")
+            raise ConfigError(f"method must be lora or full, got {self.method!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
-        for name in ("duplication", "max_length", "micro_batch_tokens", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("save_every", "eval_every"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+            raise ConfigError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+        check_settings(self)
+
+
+def advised_config(config: TrainConfig, records: int, tier: ModelTier) -> tuple[TrainConfig, Advice]:
+    """``config`` with the advisor's hyperparameters and duplication for ``records`` training
+    records on ``tier``, and the advice itself (reasons and warnings). Pure: nothing is read."""
+    advice = recommend(records, tier)
+    advised = dataclasses.replace(config, hyperparameters=advice.hyperparameters, duplication=advice.plan.duplication_factor)
+    return advised, advice

@@ -7,15 +7,17 @@ and counted, never silently.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from tunesmith.datasets import DatasetKind, ProblemLog
 from tunesmith.datasets.jsonl import read_jsonl
+from tunesmith.errors import TunesmithError
 
 
-class TemplateError(ValueError):
+class TemplateError(TunesmithError, ValueError):
     """The chat template cannot be used to find the assistant's tokens."""
 
 

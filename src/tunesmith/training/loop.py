@@ -8,9 +8,18 @@ Features and their trade-offs:
 - The guide's warmup (``schedule.WarmupSchedule``), then the set learning rate.
 - bf16 autocast on CPUs with native bf16 (``precision="auto"``): about 2x the fp32 speed;
   fp32 where exact reproducibility across machines matters.
+- The step arithmetic is the advisor's :class:`TrainingPlan`, built once from the tokenized
+  examples (records left with no target tokens are not counted), so the advice, the loop
+  and the manifest agree.
 - Checkpoints at every epoch end (and every ``save_every`` steps) carry weights, optimizer
   and RNG state: a resumed run repeats the uninterrupted one exactly.
-- SIGINT/SIGTERM finish the current step, save a checkpoint and stop cleanly.
+- Stopping (``stop()``, SIGINT or SIGTERM) takes effect before the next micro-batch: the
+  step in progress is thrown away (gradients zeroed, RNG restored, no optimizer step) and a
+  checkpoint of the last completed step is kept. Up to one step of work is lost; in return
+  a stop is quick and resuming stays exact.
+- Steps count from 1 (step N is the N-th optimizer step; ``checkpoints/step-N`` holds the
+  state after it); epochs count from 0. Only the hosted-format CSVs write ``N - 1``
+  (``metrics.py``).
 """
 
 from __future__ import annotations
@@ -18,14 +27,16 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from tunesmith.advisor import TrainingPlan, plan_training
-from tunesmith.datasets import ValidationReport, validate_dataset
+from tunesmith.datasets import DataError, ValidationReport, validate_dataset
+from tunesmith.errors import TunesmithError
 from tunesmith.models.loading import load_model, load_tokenizer
 from tunesmith.models.registry import ModelSource, resolve_model
 from tunesmith.training import batches
@@ -37,16 +48,12 @@ from tunesmith.training.metrics import MetricsWriter
 from tunesmith.training.schedule import WarmupSchedule
 
 
-class DataError(ValueError):
-    """The data failed validation; ``report`` holds every problem."""
-
-    def __init__(self, report: ValidationReport):
-        self.report = report
-        super().__init__(f"{report.log.error_count} error(s) in the data")
-
-
-class OutputError(ValueError):
+class OutputError(TunesmithError, ValueError):
     """The output folder cannot be used as asked."""
+
+
+class NothingToTrainError(TunesmithError, ValueError):
+    """Every training record lost its target tokens to ``max_length``."""
 
 
 @dataclass
@@ -54,6 +61,7 @@ class StepInfo:
     """What one optimizer step reports to progress displays."""
 
     step: int
+    """The step just completed, from 1 to ``total_steps``."""
     total_steps: int
     epoch: int
     loss: float
@@ -66,7 +74,7 @@ class StepInfo:
 @dataclass
 class RunState:
     step: int = 0
-    """Optimizer steps completed."""
+    """Optimizer steps completed (the last completed step's number)."""
     tokens: int = 0
     """Non-padding tokens processed."""
     padded_tokens: int = 0
@@ -75,6 +83,7 @@ class RunState:
     stopped: bool = False
     last_validation_loss: float | None = None
     history: dict[str, list] = field(default_factory=lambda: {"training": [], "validation": []})
+    """The metric CSV rows so far (``metrics.py``), restored on resume."""
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
@@ -86,25 +95,32 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
 
 
 class TrainingRun:
-    """One run, from validated data to a result folder: ``setup()``, then ``train()``, then ``finish()``."""
+    """One run: ``setup()``, then ``train()``; ``results.write_results(run)`` if it was not stopped.
 
-    def __init__(self, config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None):
+    :func:`tunesmith.training.finetune` does exactly that; call it rather than this class.
+    """
+
+    def __init__(
+        self, config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None, stop: Callable[[], bool] | None = None
+    ):
         self.config = config
         self.on_step = on_step or (lambda info: None)
+        self.stop = stop or (lambda: False)
         self.state = RunState()
+        self.warnings: list[str] = []
         self._stop_requested = False
+        self._checkpointed_step: int | None = None
 
     # -- setup ------------------------------------------------------------------------------
-    def check_inputs(self) -> tuple[ValidationReport, ModelSource, TrainingPlan]:
+    def check_inputs(self) -> tuple[ValidationReport, ModelSource]:
         """Everything that can fail before a model loads: data, model name, output folder."""
         config = self.config
         report = validate_dataset(config.data, config.validation, config.kind)
         if not report.valid:
             raise DataError(report)
         source = resolve_model(config.model)
-        plan = plan_training(report.training.records, source.tier, config.hyperparameters, config.duplication)
         self._check_output()
-        return report, source, plan
+        return report, source
 
     def _check_output(self) -> None:
         output = self.config.output
@@ -123,10 +139,11 @@ class TrainingRun:
 
     def setup(self) -> None:
         config = self.config
-        self.report, self.source, self.plan = self.check_inputs()
+        self.report, self.source = self.check_inputs()
         self.tokenizer = load_tokenizer(self.source)
         self.train_data = self._tokenize([config.data])
         self.valid_data = self._tokenize(config.validation) if config.validation else None
+        self.plan = self._plan()
         torch.manual_seed(config.seed)
         model = load_model(self.source)
         if config.method == "lora":
@@ -144,8 +161,6 @@ class TrainingRun:
         self.schedule = WarmupSchedule(config.hyperparameters.learning_rate, config.hyperparameters.learning_rate_warmup_steps)
         self.autocast = autocast_dtype(config.precision)
         self.metrics = MetricsWriter(config.output)
-        self.steps_per_epoch = batches.steps_per_epoch(len(self.train_data.examples), config.duplication, self.plan.effective_batch_size)
-        self.total_steps = self.steps_per_epoch * config.hyperparameters.epoch_count
         checkpoint = latest_checkpoint(config.output) if config.resume else None
         if checkpoint is not None:
             saved = load_checkpoint(checkpoint, self.model, self.optimizer)
@@ -154,27 +169,77 @@ class TrainingRun:
                 elapsed_s=saved["elapsed_s"], last_validation_loss=saved.get("last_validation_loss"),
                 history=saved["history"],
             )
+            self._checkpointed_step = self.state.step
         self.metrics.start(self.state.history["training"], self.state.history["validation"])
-        self.metrics.event("start", resumed_from=self.state.step, total_steps=self.total_steps, model=self.source.name)
+        self.metrics.event(
+            "start", resumed_from=self.state.step, total_steps=self.total_steps, model=self.source.name, warnings=self.warnings
+        )
+
+    def _plan(self) -> TrainingPlan:
+        """The plan over the records that will train, and every warning about them."""
+        config, data = self.config, self.train_data
+        if not data.examples:
+            raise NothingToTrainError(
+                f"none of the {data.dropped} training record(s) has answer tokens left after cutting at "
+                f"{config.max_length} tokens: raise max_length"
+            )
+        plan = plan_training(len(data.examples), self.source.tier, config.hyperparameters, config.duplication)
+        self.warnings = plan.warnings()
+        if data.truncated:
+            self.warnings.append(f"{data.truncated} record(s) longer than {config.max_length} tokens (max_length) were cut")
+        if data.dropped:
+            self.warnings.append(
+                f"{data.dropped} record(s) had no answer tokens left after cutting and are not trained on; "
+                f"the plan counts the {len(data.examples)} that are"
+            )
+        return plan
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.plan.steps_per_epoch
+
+    @property
+    def total_steps(self) -> int:
+        return self.plan.total_steps
 
     def _tokenize(self, paths: list[Path]) -> TokenizedData:
         records = (record for path in paths for record in read_records(path))
         return tokenize_records(records, self.tokenizer, self.config.kind, self.config.max_length)
 
     # -- the loop ---------------------------------------------------------------------------
-    def _forward_backward(self, indices: list[int]) -> float:
-        examples = self.train_data.examples
+    def _stop_now(self) -> bool:
+        if not self._stop_requested and self.stop():
+            self._stop_requested = True
+        return self._stop_requested
+
+    def _optimizer_step(self, indices: list[int], lr: float) -> float | None:
+        """Forward and backward over the step's micro-batches, then one optimizer step; the
+        step's mean loss per target token. A stop before any micro-batch throws the partial
+        step away and returns None, leaving weights, optimizer, RNG and counters as they were
+        after the previous step: a run resumed from there repeats this step exactly."""
+        examples, state = self.train_data.examples, self.state
         targets = sum(examples[i].target_count for i in indices)
+        rng, tokens, padded = torch.get_rng_state(), state.tokens, state.padded_tokens
+        for param_group in self.optimizer.param_groups:
+            param_group["lr"] = lr
         total = 0.0
         for group in batches.micro_batches(indices, examples, self.config.micro_batch_tokens):
+            if self._stop_now():
+                self.optimizer.zero_grad(set_to_none=True)
+                torch.set_rng_state(rng)  # dropout masks drawn for the discarded micro-batches
+                state.tokens, state.padded_tokens = tokens, padded
+                return None
             batch = batches.collate([examples[i] for i in group], self.tokenizer.pad_token_id)
             with autocast_context(self.autocast):
                 loss_sum, _ = target_loss(self.model, batch)
             (loss_sum / targets).backward()
             total += loss_sum.item()
             real = int(batch["attention_mask"].sum())
-            self.state.tokens += real
-            self.state.padded_tokens += batch["attention_mask"].numel() - real
+            state.tokens += real
+            state.padded_tokens += batch["attention_mask"].numel() - real
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         return total / targets
 
     def validation_loss(self) -> float | None:
@@ -185,6 +250,7 @@ class TrainingRun:
         )
 
     def train(self) -> RunState:
+        """Train from the current step to the plan's last, or until a stop; returns the state."""
         config, state = self.config, self.state
         n, dup, size = len(self.train_data.examples), config.duplication, self.plan.effective_batch_size
         epoch_batches: dict[int, list[list[int]]] = {}
@@ -195,34 +261,35 @@ class TrainingRun:
                 epoch, index = divmod(state.step, self.steps_per_epoch)
                 if epoch not in epoch_batches:
                     epoch_batches = {epoch: batches.step_batches(n, dup, size, epoch, config.seed)}
-                lr = self.schedule(state.step + 1)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                loss = self._forward_backward(epoch_batches[epoch][index])
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.metrics.training(state.step, epoch, loss)
+                step = state.step + 1
+                lr = self.schedule(step)
+                loss = self._optimizer_step(epoch_batches[epoch][index], lr)
+                if loss is None:
+                    self._stopped(discarded_step=step)
+                    break
+                state.step = step
+                self.metrics.training(step, epoch, loss)
                 state.history["training"] = self.metrics.training_rows
-                state.step += 1
                 seconds = time.perf_counter() - started
                 state.elapsed_s += seconds
                 info = StepInfo(
-                    state.step, self.total_steps, epoch, loss, lr, (state.tokens - tokens_before) / seconds,
-                    state.elapsed_s, state.elapsed_s / state.step * (self.total_steps - state.step),
+                    step, self.total_steps, epoch, loss, lr, (state.tokens - tokens_before) / seconds,
+                    state.elapsed_s, state.elapsed_s / step * (self.total_steps - step),
                 )
                 self.metrics.event(
-                    "step", step=state.step, epoch=epoch, loss=round(loss, 6), lr=lr,
+                    "step", step=step, epoch=epoch, loss=round(loss, 6), lr=lr,
                     tokens_per_s=round(info.tokens_per_s, 1), elapsed_s=round(state.elapsed_s, 2), eta_s=round(info.eta_s, 1),
                 )
                 self.on_step(info)
                 self._after_step(epoch)
-                if self._stop_requested:
-                    state.stopped = True
-                    self.save_checkpoint()
-                    self.metrics.event("stopped", step=state.step)
-                    break
         return state
+
+    def _stopped(self, discarded_step: int) -> None:
+        """Keep a checkpoint of the last completed step (if one completed) and record the stop."""
+        self.state.stopped = True
+        if self.state.step > 0 and self._checkpointed_step != self.state.step:
+            self.save_checkpoint()
+        self.metrics.event("stopped", step=self.state.step, discarded_step=discarded_step)
 
     def _after_step(self, epoch: int) -> None:
         config, state = self.config, self.state
@@ -230,7 +297,7 @@ class TrainingRun:
         if epoch_end or (config.eval_every and state.step % config.eval_every == 0):
             loss = self.validation_loss()
             if loss is not None:
-                self.metrics.validation(state.step - 1, epoch, loss)
+                self.metrics.validation(state.step, epoch, loss)
                 state.history["validation"] = self.metrics.validation_rows
                 state.last_validation_loss = loss
                 self.metrics.event("validation", step=state.step, epoch=epoch, loss=round(loss, 6))
@@ -244,12 +311,13 @@ class TrainingRun:
             "last_validation_loss": state.last_validation_loss, "history": state.history,
         }
         path = save_checkpoint(self.config.output, state.step, self.model, self.optimizer, saved, self.config.keep_checkpoints)
+        self._checkpointed_step = state.step
         self.metrics.event("checkpoint", step=state.step, path=str(path))
         return path
 
     @contextlib.contextmanager
     def _stop_signals(self):
-        """SIGINT/SIGTERM ask the loop to checkpoint and stop after the current step."""
+        """SIGINT/SIGTERM stop the loop before its next micro-batch (see ``_optimizer_step``)."""
 
         def request_stop(signum, frame):
             self._stop_requested = True
@@ -267,7 +335,7 @@ class TrainingRun:
                 signal.signal(sig, handler)
 
     def request_stop(self) -> None:
-        """Ask the loop to checkpoint and stop after the current step (for other threads)."""
+        """Stop before the next micro-batch, as ``stop()`` returning True does (for other threads)."""
         self._stop_requested = True
 
     @property

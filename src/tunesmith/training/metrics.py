@@ -1,10 +1,16 @@
 """The hosted service's metric files, plus a live events stream another process can tail.
 
 - ``training_artifacts/step_wise_training_metrics.csv``: step_number, epoch_number,
-  training_loss, perplexity (one row per optimizer step; steps and epochs count from 0).
+  training_loss, perplexity (one row per optimizer step).
 - ``validation_artifacts/post_fine_tuning_validation/validation_metrics.csv``: step_number,
   epoch_number, validation_loss, perplexity (at each epoch end, and every N steps if asked).
 - ``events.jsonl``: one JSON object per line, flushed as it happens.
+
+Step numbers. Everywhere in tunesmith optimizer steps count from 1: step N is the N-th
+step (``StepInfo.step``, ``step`` in events, ``checkpoints/step-N``, the schedule). The two
+CSVs alone count from 0, because the hosted service's files do and tools written for them
+read these: their ``step_number`` is N - 1. The conversion happens here and nowhere else;
+callers pass N. Epochs count from 0 everywhere.
 """
 
 from __future__ import annotations
@@ -55,12 +61,14 @@ class MetricsWriter:
             csv.writer(handle).writerow(row)
 
     def training(self, step: int, epoch: int, loss: float) -> None:
-        row = [step, epoch, round(loss, 6), round(perplexity(loss), 6)]
+        """Record optimizer step ``step`` (from 1) as row ``step - 1``."""
+        row = [step - 1, epoch, round(loss, 6), round(perplexity(loss), 6)]
         self.training_rows.append(row)
         self._append(TRAINING_CSV, row)
 
     def validation(self, step: int, epoch: int, loss: float) -> None:
-        row = [step, epoch, round(loss, 6), round(perplexity(loss), 6)]
+        """The validation loss after optimizer step ``step`` (from 1), as row ``step - 1``."""
+        row = [step - 1, epoch, round(loss, 6), round(perplexity(loss), 6)]
         self.validation_rows.append(row)
         self._append(VALIDATION_CSV, row)
 

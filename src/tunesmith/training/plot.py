@@ -6,6 +6,7 @@ from pathlib import Path
 
 
 def plot_loss(training_rows: list[list], validation_rows: list[list], path: Path, title: str) -> Path:
+    """Loss against the optimizer step, counted from 1 (the CSV rows count from 0: ``metrics.py``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -13,9 +14,9 @@ def plot_loss(training_rows: list[list], validation_rows: list[list], path: Path
 
     figure, axis = plt.subplots(figsize=(7, 4), dpi=120)
     if training_rows:
-        axis.plot([r[0] for r in training_rows], [r[2] for r in training_rows], label="training loss", linewidth=1.2)
+        axis.plot([r[0] + 1 for r in training_rows], [r[2] for r in training_rows], label="training loss", linewidth=1.2)
     if validation_rows:
-        axis.plot([r[0] for r in validation_rows], [r[2] for r in validation_rows], "o-", label="validation loss")
+        axis.plot([r[0] + 1 for r in validation_rows], [r[2] for r in validation_rows], "o-", label="validation loss")
     axis.set_xlabel("optimizer step")
     axis.set_ylabel("loss (target tokens)")
     axis.set_title(title)

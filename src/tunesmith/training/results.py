@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shutil
@@ -18,16 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith import __version__
+from tunesmith.files import file_sha256
 from tunesmith.training.loop import TrainingRun
 from tunesmith.training.plot import plot_loss
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -92,6 +84,7 @@ def write_results(run: TrainingRun) -> dict[str, Any]:
             "droppedRecords": run.train_data.dropped,
         },
         "plan": run.plan.as_dict(),
+        "warnings": list(run.warnings),
         "result": {
             **run.summary(),
             "finalTrainingLoss": training_rows[-1][2] if training_rows else None,
