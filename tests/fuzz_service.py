@@ -100,7 +100,9 @@ BAD_QUERIES = [
     "creationTimeAfter=9999-99-99", "createdAfter=1e30", "maxResults=0", "maxResults=100000000000000000000000", "maxResults=x",
     "maxResults=-1", "nextToken=%00", "nextToken=!!!!", "nextToken=WzEsMl0=", "nextToken=" + "A" * 3000, "sortBy=Name",
     "sortOrder=Up", "statusEquals=Running", "modelStatus=x", "nameContains=" + "n" * 100, "nameContains=%00", "unknown=1",
-    "isOwned=maybe", "after=x",
+    "isOwned=maybe", "after=x", "creationTimeAfter=0001-01-01T00:00:00%2B01:00", "creationTimeBefore=9999-12-31T23:59:59-01:00",
+    "createdAfter=0001-01-01T00:00:00%2B01:00", "nextToken=WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzAxOjAwIiwieCJd",
+    "nextToken=" + "W1tb" * 500,  # base64 of 1,500 "[": deep JSON in a token
 ]
 
 

@@ -107,6 +107,38 @@ def test_concurrent_creates_of_one_name_have_one_winner(api):
     assert sorted(outcomes) == ["ConflictException"] * 5 + ["won"]
 
 
+def test_concurrent_creates_of_one_model_name_have_one_winner(api):
+    server, client, folder = api
+    outcomes = []
+
+    def attempt(i):
+        try:
+            create(server.client(), folder, name=f"racer-{i}", customModelName="contested-model")
+            outcomes.append("won")
+        except Exception as exc:  # noqa: BLE001 - the test counts the kinds
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["ConflictException"] * 11 + ["won"]
+
+
+def test_concurrent_retries_with_one_token_all_get_the_same_job(api):
+    server, client, folder = api
+    arns = []
+    threads = [threading.Thread(target=lambda: arns.append(create(server.client(), folder, name="retried",
+                                                                   clientRequestToken="token-1")["jobArn"]))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(arns) == 8 and len(set(arns)) == 1
+
+
 def test_list_filters_sorting_and_pagination(api):
     server, client, folder = api
     arns = [create(client, folder, name=f"job-{i}")["jobArn"] for i in range(5)]

@@ -60,3 +60,30 @@ def test_runtime_errors(runtime):
         runtime.converse(modelId="micro", messages=MESSAGES, inferenceConfig={"temperature": 1.5})
     with pytest.raises(runtime.exceptions.ValidationException, match="last message must be from the user"):
         runtime.converse(modelId="micro", messages=[{"role": "assistant", "content": [{"text": "hi"}]}])
+
+
+def test_health_and_control_plane_answer_while_many_converse_calls_queue(tmp_path, tiny_model):
+    """Generation has threads of its own: 48 queued Converse calls leave /health and Get* alone."""
+    import threading
+    import time
+    import urllib.request
+
+    (tmp_path / "models.toml").write_text(f'[tiers.micro]\nsource = "{tiny_model}"\neffective_batch_size = 16\n')
+    with ApiOnlyServer(tmp_path / "home", tmp_path) as server:
+        client = server.client("bedrock-runtime")
+        client.converse(modelId="micro", messages=MESSAGES, inferenceConfig={"maxTokens": 2})  # loaded once
+        calls = [threading.Thread(target=client.converse, kwargs={"modelId": "micro", "messages": MESSAGES,
+                                                                   "inferenceConfig": {"maxTokens": 64, "temperature": 0}})
+                 for _ in range(48)]
+        for call in calls:
+            call.start()
+        slowest = 0.0
+        for _ in range(20):
+            started = time.perf_counter()
+            urllib.request.urlopen(server.url + "/health", timeout=10).read()
+            server.client().list_model_customization_jobs()
+            slowest = max(slowest, time.perf_counter() - started)
+            time.sleep(0.02)
+        for call in calls:
+            call.join()
+    assert slowest < 1.0, f"{slowest:.2f} s"

@@ -20,7 +20,7 @@ class _TooLarge(HTTPException):
     answers it in Bedrock's shape); raised outside the app, this middleware answers it."""
 
     def __init__(self) -> None:
-        super().__init__(status_code=413, detail="over the limit")
+        super().__init__(status_code=413, detail="over this server's limit")
 
 
 class BodyLimitMiddleware:

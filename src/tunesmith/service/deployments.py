@@ -6,7 +6,6 @@ invoked; here a deployment is a name for an Active custom model, ready at once.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -18,7 +17,7 @@ from sqlalchemy.orm import Session
 from tunesmith.service import wire
 from tunesmith.service.dependencies import StoreDep, session_for
 from tunesmith.service.errors import ConflictException, ResourceNotFoundException, ValidationException
-from tunesmith.service.listing import Filter, ListQuery, created_between, list_page
+from tunesmith.service.listing import Filter, ListQuery, Timestamp, created_between, list_page
 from tunesmith.service.protocol import PRINTABLE, CreateDeploymentRequest, DeploymentArn, DeploymentDetail, DeploymentList, Empty
 from tunesmith.service.store import Deployment, JobStore, new_id, utcnow
 
@@ -49,6 +48,10 @@ def create_deployment(body: CreateDeploymentRequest, store: StoreDep, session: S
         session.commit()
     except IntegrityError as exc:
         session.rollback()
+        if body.clientRequestToken:  # a concurrent retry with the same token won: answer as it was answered
+            existing = session.scalar(select(Deployment).where(Deployment.client_token == body.clientRequestToken))
+            if existing is not None:
+                return JSONResponse({"customModelDeploymentArn": existing.arn}, status_code=202)
         raise ConflictException(f"The provided deployment name {body.modelDeploymentName} is currently in use.") from exc
     return JSONResponse({"customModelDeploymentArn": deployment.arn}, status_code=202)
 
@@ -61,8 +64,8 @@ def _deployment_or_404(store: JobStore, session: Session, identifier: str) -> De
 
 
 class ListDeploymentsQuery(ListQuery):
-    createdAfter: dt.datetime | None = None
-    createdBefore: dt.datetime | None = None
+    createdAfter: Timestamp | None = None
+    createdBefore: Timestamp | None = None
     nameContains: Filter | None = None
     statusEquals: Literal["Creating", "Active", "Failed"] | None = None
     modelArnEquals: Filter | None = None

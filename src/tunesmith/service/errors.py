@@ -152,7 +152,7 @@ def install_handlers(app: FastAPI) -> None:
             failure.status = 405
             return error_response(failure)
         if error.status_code == 413:
-            return error_response(RequestTooLargeException(f"the request body is over the server's limit: {error.detail}"))
+            return error_response(RequestTooLargeException(f"the request body is {error.detail}"))
         failure = ValidationException(f"the request could not be read: {error.detail}")
         failure.status = error.status_code if 400 <= error.status_code < 500 else 400
         return error_response(failure)

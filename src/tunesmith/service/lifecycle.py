@@ -11,12 +11,16 @@ validationDetails -> dataProcessingDetails -> trainingDetails, each NotStarted -
 InProgress -> Completed (or Stopped / Failed with the job).
 
 The functions change a :class:`~tunesmith.service.store.Job` row in memory; the caller
-commits. The routes, the worker and the supervisor all go through them.
+commits (:func:`claim` is an atomic UPDATE and commits itself). A job that has ended never
+changes again: its functions raise :class:`TransitionError`. The routes, the worker and the supervisor all go through them.
 """
 
 from __future__ import annotations
 
 import enum
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from tunesmith.service.store import Job, utcnow
 
@@ -81,8 +85,15 @@ def _touch(job: Job) -> None:
     job.modified = utcnow()
 
 
+def _require_active(job: Job, what: str) -> None:
+    """A job that already ended (Completed, Failed, Stopped) never changes again."""
+    if job.status not in ACTIVE:
+        raise TransitionError(f"job {job.name} is {job.status}: it cannot {what}")
+
+
 def enter_phase(job: Job, phase: Phase) -> None:
     """``phase`` starts; the phases before it are complete."""
+    _require_active(job, f"enter {phase.value}")
     order = list(Phase)
     changes = {p: PhaseStatus.COMPLETED for p in order[: order.index(phase)]}
     changes[phase] = PhaseStatus.IN_PROGRESS
@@ -103,12 +114,14 @@ def request_stop(job: Job) -> None:
 
 
 def stopped(job: Job) -> None:
+    _require_active(job, "stop")
     job.status, job.ended, job.worker_pid = JobStatus.STOPPED.value, utcnow(), None
     _finish_open_phases(job, PhaseStatus.STOPPED)
     _touch(job)
 
 
 def failed(job: Job, message: str) -> None:
+    _require_active(job, "fail")
     job.status, job.ended, job.worker_pid = JobStatus.FAILED.value, utcnow(), None
     job.failure_message = message[:MAX_FAILURE_MESSAGE]
     _finish_open_phases(job, PhaseStatus.FAILED, include_not_started=False)  # phases never reached stay NotStarted
@@ -116,19 +129,35 @@ def failed(job: Job, message: str) -> None:
 
 
 def completed(job: Job, model_arn: str) -> None:
+    _require_active(job, "complete")
     job.status, job.output_model_arn, job.ended, job.worker_pid = JobStatus.COMPLETED.value, model_arn, utcnow(), None
     _set_phases(job, {p: PhaseStatus.COMPLETED for p in Phase})
     _touch(job)
 
 
-def claimed(job: Job, pid: int) -> None:
-    """A worker process took the job."""
-    job.worker_pid = pid
+def claim(session: Session, job: Job, pid: int, details: dict) -> bool:
+    """Give a queued job to the worker process ``pid``, atomically: False (nothing changed)
+    when the job stopped, or another claim won, since it was read."""
+    claimed = session.execute(
+        update(Job).where(Job.id == job.id, Job.status == JobStatus.IN_PROGRESS.value, Job.worker_pid.is_(None))
+        .values(worker_pid=pid, details=details, modified=utcnow()).execution_options(synchronize_session=False)
+    ).rowcount == 1
+    session.commit()
+    return claimed
+
+
+def worker_started(job: Job, pid: int | None) -> None:
+    """The worker process began (``pid`` None: a rank under torchrun, whose agent the supervisor watches)."""
+    _require_active(job, "start a worker")
+    if pid is not None:
+        job.worker_pid = pid
+    job.attempts = (job.attempts or 0) + 1
     _touch(job)
 
 
 def requeued(job: Job) -> None:
     """The worker went away with a checkpoint behind it: the next worker resumes from it."""
+    _require_active(job, "be queued again")
     job.worker_pid = None
     _touch(job)
 

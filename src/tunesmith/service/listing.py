@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import Session
 
@@ -35,10 +35,18 @@ class ListQuery(BaseModel):
 
 
 def utc(value: dt.datetime | None) -> dt.datetime | None:
-    """A query timestamp in UTC (a naive one is taken as UTC), as the store keeps them."""
+    """A query timestamp in UTC (a naive one is taken as UTC), as the store keeps them.
+    A time that has no UTC equivalent (year 1 at +01:00) is a ValueError."""
     if value is None:
         return None
-    return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    except OverflowError as exc:
+        raise ValueError("is out of range once converted to UTC") from exc
+
+
+Timestamp = Annotated[dt.datetime, AfterValidator(utc)]
+"""A query timestamp, checked and converted to UTC by pydantic (so a bad one names its field)."""
 
 
 def created_between(column, after: dt.datetime | None, before: dt.datetime | None) -> list:
@@ -59,7 +67,7 @@ def _after_token(token: str) -> tuple[dt.datetime, str]:
     try:
         created, row_id = json.loads(base64.urlsafe_b64decode(token.encode()))
         return utc(dt.datetime.fromisoformat(created)), str(row_id)
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, UnicodeDecodeError, OverflowError, RecursionError) as exc:
         raise ValidationException("nextToken is not a token this server issued") from exc
 
 

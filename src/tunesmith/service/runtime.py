@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
 
@@ -21,6 +22,8 @@ from tunesmith.service.store import JobStore
 from tunesmith.tiers import UnknownModelError, resolve_tier
 
 router = APIRouter()
+RUNTIME_THREADS = 4
+"""Threads generating at once (each model generates one answer at a time anyway)."""
 ModelId = Annotated[str, Path(min_length=1, max_length=2048, pattern=PRINTABLE, description="A tier, hosted id, custom model or deployment.")]
 
 
@@ -59,18 +62,31 @@ def _answer(completion) -> dict:
     }
 
 
+def _threads(request: Request) -> anyio.CapacityLimiter:
+    """The runtime's own threads: generation waits for these, never for the threads the
+    control plane and ``/health`` use, however many calls queue up."""
+    state = request.app.state
+    if getattr(state, "runtime_threads", None) is None:
+        state.runtime_threads = anyio.CapacityLimiter(RUNTIME_THREADS)
+    return state.runtime_threads
+
+
 @router.post("/model/{model_id:path}/converse", response_model=ConverseResponse)
-def converse(request: Request, model_id: ModelId, body: ConverseRequest, store: StoreDep) -> dict:
-    chat, settings = chat_from(body.messages, body.system), settings_from(body.inferenceConfig)
-    completion, latency = complete(_load(request, store, model_id), chat, settings)
-    return {**_answer(completion), "metrics": {"latencyMs": latency}}
+async def converse(request: Request, model_id: ModelId, body: ConverseRequest, store: StoreDep) -> dict:
+    def answer() -> dict:
+        chat, settings = chat_from(body.messages, body.system), settings_from(body.inferenceConfig)
+        completion, latency = complete(_load(request, store, model_id), chat, settings)
+        return {**_answer(completion), "metrics": {"latencyMs": latency}}
+
+    return await anyio.to_thread.run_sync(answer, limiter=_threads(request))
 
 
 @router.post("/model/{model_id:path}/converse-stream", response_class=StreamingResponse)
-def converse_stream(request: Request, model_id: ModelId, body: ConverseRequest, store: StoreDep) -> StreamingResponse:
+async def converse_stream(request: Request, model_id: ModelId, body: ConverseRequest, store: StoreDep) -> StreamingResponse:
     """The answer as AWS event-stream frames (messageStart, contentBlockDelta..., messageStop, metadata)."""
     chat, settings = chat_from(body.messages, body.system), settings_from(body.inferenceConfig)
-    loaded = _load(request, store, model_id)
+    limiter = _threads(request)
+    loaded = await anyio.to_thread.run_sync(_load, request, store, model_id, limiter=limiter)
     started = time.perf_counter()
 
     def events():
@@ -85,12 +101,20 @@ def converse_stream(request: Request, model_id: ModelId, body: ConverseRequest, 
                 latency = int((time.perf_counter() - started) * 1000)
                 yield eventstream.event("metadata", {"usage": _usage(input_tokens, output_tokens), "metrics": {"latencyMs": latency}})
 
-    return StreamingResponse(events(), media_type="application/vnd.amazon.eventstream")
+    async def frames():
+        pieces = events()
+        while (frame := await anyio.to_thread.run_sync(next, pieces, None, limiter=limiter)) is not None:
+            yield frame
+
+    return StreamingResponse(frames(), media_type="application/vnd.amazon.eventstream")
 
 
 @router.post("/model/{model_id:path}/invoke", response_model=InvokeResponse)
-def invoke(request: Request, model_id: ModelId, body: InvokeRequest, store: StoreDep) -> dict:
+async def invoke(request: Request, model_id: ModelId, body: InvokeRequest, store: StoreDep) -> dict:
     """The Nova ``messages-v1`` body."""
-    chat, settings = chat_from(body.messages, body.system), settings_from(body.inferenceConfig)
-    completion, _ = complete(_load(request, store, model_id), chat, settings)
-    return _answer(completion)
+    def answer() -> dict:
+        chat, settings = chat_from(body.messages, body.system), settings_from(body.inferenceConfig)
+        completion, _ = complete(_load(request, store, model_id), chat, settings)
+        return _answer(completion)
+
+    return await anyio.to_thread.run_sync(answer, limiter=_threads(request))

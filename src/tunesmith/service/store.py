@@ -13,7 +13,7 @@ import secrets
 import string
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, create_engine, event, inspect, select, text
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text, create_engine, event, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 if TYPE_CHECKING:
@@ -35,8 +35,17 @@ class Base(DeclarativeBase):
     pass
 
 
+ACTIVE_JOB = text("status IN ('InProgress', 'Stopping')")
+"""The statuses of :data:`tunesmith.service.lifecycle.ACTIVE`, as SQL (the index below needs them here)."""
+
+
 class Job(Base):
     __tablename__ = "jobs"
+    __table_args__ = (
+        # One active job per custom model name, enforced by the database: concurrent creates
+        # with different job names and one model name have exactly one winner.
+        Index("uq_jobs_active_model_name", "output_model_name", unique=True, sqlite_where=ACTIVE_JOB, postgresql_where=ACTIVE_JOB),
+    )
 
     id: Mapped[str] = mapped_column(String(12), primary_key=True)
     arn: Mapped[str] = mapped_column(String(1011), unique=True)
@@ -144,11 +153,13 @@ class JobStore:
 
     def _add_missing_columns(self) -> None:
         """Columns added since the first release, added in place to an older database.
-        (Schema migrations proper, with Alembic, are planned; this covers the one column so far.)"""
+        (Schema migrations proper, with Alembic, are planned; this covers the column and index so far.)"""
         columns = {c["name"] for c in inspect(self.engine).get_columns("jobs")}
         if "details" not in columns:
             with self.engine.begin() as connection:
                 connection.execute(text("ALTER TABLE jobs ADD COLUMN details JSON"))
+        for index in Job.__table__.indexes:
+            index.create(self.engine, checkfirst=True)
 
     def session(self) -> Session:
         return self.sessions()
