@@ -105,7 +105,7 @@ def test_train_and_distill_flags_take_their_defaults_from_the_config_dataclasses
     budget = options["max_response_length"]
     assert budget.default == DistillConfig.__dataclass_fields__["max_response_length"].default == guide.DEFAULT_RESPONSE_TOKENS
     assert (budget.type.min, budget.type.max) == (1, guide.MAX_RESPONSE_TOKENS)
-    assert options["method"].default == "lora" and list(options["precision"].type.choices) == ["auto", "bf16", "fp32"]
+    assert options["method"].default == "lora" and list(options["precision"].type.choices) == ["auto", "bf16", "fp16", "fp32"]
 
 
 def test_models_list_json():

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from tunesmith.cli.errors import user_errors
-from tunesmith.cli.options import json_option
+from tunesmith.cli.options import device_option, json_option
 from tunesmith.cli.progress import training_progress
 from tunesmith.cli.render import console, fail, print_json, table
 from tunesmith.datasets import DataError, DatasetKind, validate_dataset
@@ -21,8 +21,9 @@ from tunesmith.datasets import DataError, DatasetKind, validate_dataset
 @click.option("--teacher-api", type=click.Choice(["bedrock", "openai"]), default="bedrock", show_default=True)
 @click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--workdir", type=click.Path(path_type=str), help="Where the short fine-tune goes (default: DATA's folder/decide-<name>).")
+@device_option
 @json_option
-def decide(data, student, teacher, teacher_endpoint, teacher_api, max_new_tokens, workdir, as_json) -> None:
+def decide(data, student, teacher, teacher_endpoint, teacher_api, max_new_tokens, workdir, device, as_json) -> None:
     """Hold out 20% of DATA; score the teacher, the student, and the student after a 1-epoch
     fine-tune on the rest; apply the guide's "When to Distill or Fine Tune?" rules."""
     from tunesmith.distillation.decide import decide as run_decide  # loads torch: only when the command runs
@@ -37,8 +38,8 @@ def decide(data, student, teacher, teacher_endpoint, teacher_api, max_new_tokens
             fail(f"{folder} holds an earlier decision's fine-tune: remove it or pass another --workdir")
         try:
             with training_progress("student fine-tune") as on_step:
-                decision = run_decide(Path(data), resolve_teacher(teacher, teacher_endpoint, teacher_api), student, folder,
-                                      max_new_tokens, on_step=on_step)
+                decision = run_decide(Path(data), resolve_teacher(teacher, teacher_endpoint, teacher_api, device=device), student,
+                                      folder, max_new_tokens, on_step=on_step, device=device)
         except RemoteError as exc:
             fail(str(exc))
         except InterruptedError as exc:  # SIGINT/SIGTERM during the fine-tune: nothing to score

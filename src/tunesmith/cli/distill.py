@@ -24,7 +24,7 @@ from tunesmith.training.examples import read_records
 @click.option("--teacher-concurrency", default=4, show_default=True, type=click.IntRange(1, 64), help="Parallel remote calls.")
 @config_options(DistillConfig, ["max_response_length", "output"])
 @hyperparameter_options
-@config_options(DistillConfig, ["method", "precision", "resume"])
+@config_options(DistillConfig, ["method", "device", "precision", "resume"])
 @json_option
 def distill(data: str, teacher: str, teacher_endpoint: str | None, teacher_api: str, teacher_concurrency: int,
             as_json: bool, **options: Any) -> None:
@@ -42,7 +42,7 @@ def distill(data: str, teacher: str, teacher_endpoint: str | None, teacher_api: 
         if (config.output / "student" / "manifest.json").exists() and not config.resume:
             fail(f"{config.output} already holds a distilled student: choose another --output")
         prompts = sum(1 for _ in read_records(data))
-        teacher_model = resolve_teacher(teacher, teacher_endpoint, teacher_api, concurrency=teacher_concurrency)
+        teacher_model = resolve_teacher(teacher, teacher_endpoint, teacher_api, concurrency=teacher_concurrency, device=config.device)
         try:
             with teacher_and_student_progress(prompts) as (on_answer, on_step):
                 report = run_distillation(config, teacher_model, on_step=on_step, on_answer=on_answer, on_start=show_run_warnings)

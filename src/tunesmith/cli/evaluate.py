@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from tunesmith.cli.errors import user_errors
-from tunesmith.cli.options import json_option
+from tunesmith.cli.options import device_option, json_option
 from tunesmith.cli.progress import count_progress
 from tunesmith.cli.render import console, fail, print_json, table
 from tunesmith.datasets import DataError, DatasetKind, validate_dataset
+from tunesmith.devices import place
 from tunesmith.evaluation.evaluate import Evaluation, evaluate as run_evaluation, write_predictions
 from tunesmith.evaluation.generation import GenerationSettings, generate as run_generation
 from tunesmith.models.loading import load_model, load_tokenizer
@@ -41,9 +42,10 @@ def comparison_table(results: list[Evaluation]):
 @click.option("--compare", help="A second model to score side by side.")
 @click.option("--predictions", type=click.Path(path_type=str), help="Write predictions JSONL here (default: beside --data).")
 @generation_options
+@device_option
 @json_option
 def evaluate(model_spec: str, data: str, compare: str | None, predictions: str | None, max_new_tokens: int,
-             temperature: float, top_p: float, batch_size: int, as_json: bool) -> None:
+             temperature: float, top_p: float, batch_size: int, device: str, as_json: bool) -> None:
     """Answer loss, perplexity, greedy exact match and ROUGE-L of a model on DATA."""
     settings = GenerationSettings(max_new_tokens, temperature, top_p, batch_size=batch_size)
     results = []
@@ -51,7 +53,7 @@ def evaluate(model_spec: str, data: str, compare: str | None, predictions: str |
         for spec in [model_spec] + ([compare] if compare else []):
             records = sum(1 for _ in read_records(data)) if Path(data).is_file() else 0
             with count_progress(f"evaluating {spec}", records) as advance:
-                results.append(run_evaluation(spec, data, settings, on_batch=advance))
+                results.append(run_evaluation(spec, data, settings, device, on_batch=advance))
     out = Path(predictions) if predictions else Path(data).with_suffix(".predictions.jsonl")
     with user_errors():
         write_predictions(results, out)
@@ -68,8 +70,9 @@ def evaluate(model_spec: str, data: str, compare: str | None, predictions: str |
 @click.option("--out", "output", required=True, type=click.Path(path_type=str))
 @click.option("--force", is_flag=True, help="Overwrite --out.")
 @generation_options
+@device_option
 def generate(model_spec: str, data: str, output: str, force: bool, max_new_tokens: int, temperature: float,
-             top_p: float, batch_size: int) -> None:
+             top_p: float, batch_size: int, device: str) -> None:
     """Answer every prompt in DATA (batched, KV cache) and write records with the answers to --out."""
     if Path(output).exists() and not force:
         fail(f"{output} already exists: pass --force to overwrite it")
@@ -78,12 +81,12 @@ def generate(model_spec: str, data: str, output: str, force: bool, max_new_token
         report = validate_dataset(data, kind=DatasetKind.DISTILLATION, check_limits=False)
         if not report.valid:
             raise DataError(report)
-        source = resolve_model(model_spec)
-        model, tokenizer = load_model(source), load_tokenizer(source)
+        source, placement = resolve_model(model_spec), place(device)
+        model, tokenizer = load_model(source, device=placement.device), load_tokenizer(source)
         records = list(read_records(data))
         conversations = [m if m[-1]["role"] == "user" else m[:-1] for m in map(chat_messages, records)]
         with count_progress("generating", len(records)) as advance:
-            completions = run_generation(model, tokenizer, conversations, settings, advance)
+            completions = run_generation(model, tokenizer, conversations, settings, advance, placement)
         with Path(output).open("w", encoding="utf-8") as out:
             for record, completion in zip(records, completions):
                 messages = [m for m in record["messages"]]
@@ -98,12 +101,14 @@ def generate(model_spec: str, data: str, output: str, force: bool, max_new_token
 @click.option("--model", "model_spec", default="micro", show_default=True)
 @click.option("--system", help="A system prompt.")
 @generation_options
-def chat(model_spec: str, system: str | None, max_new_tokens: int, temperature: float, top_p: float, batch_size: int) -> None:
+@device_option
+def chat(model_spec: str, system: str | None, max_new_tokens: int, temperature: float, top_p: float, batch_size: int,
+         device: str) -> None:
     """Talk to a model in the terminal (empty line or Ctrl-D to quit)."""
     settings = GenerationSettings(max_new_tokens, temperature, top_p, batch_size=1)
     with user_errors():
-        source = resolve_model(model_spec)
-        model, tokenizer = load_model(source), load_tokenizer(source)
+        source, placement = resolve_model(model_spec), place(device)
+        model, tokenizer = load_model(source, device=placement.device), load_tokenizer(source)
     history = [{"role": "system", "content": system}] if system else []
     console.print(f"chatting with {source.name}; empty line to quit")
     while True:
@@ -114,6 +119,6 @@ def chat(model_spec: str, system: str | None, max_new_tokens: int, temperature: 
         if not line:
             break
         history.append({"role": "user", "content": line})
-        reply = run_generation(model, tokenizer, [history], settings)[0]
+        reply = run_generation(model, tokenizer, [history], settings, placement=placement)[0]
         history.append({"role": "assistant", "content": reply.text})
         console.print(f"{source.name}> {reply.text}")

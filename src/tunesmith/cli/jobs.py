@@ -15,6 +15,7 @@ import click
 
 from tunesmith.cli.options import hyperparameter_flags, hyperparameter_options, json_option
 from tunesmith.cli.render import console, fail, print_json, table
+from tunesmith.service.device_pool import MAX_JOB_DEVICES
 from tunesmith.service.lifecycle import ACTIVE
 from tunesmith.service.protocol import JobStatusName
 
@@ -44,6 +45,19 @@ def bedrock(endpoint: str):
     session = _session()
     return session.client("bedrock", endpoint_url=endpoint, region_name=session.region_name or "us-east-1",
                           config=Config(retries={"max_attempts": 2}))
+
+
+def add_tunesmith_config(client, config: dict) -> None:
+    """Make ``client`` (boto3's ``bedrock``) send ``tunesmithConfig`` with CreateModelCustomizationJob.
+
+    botocore refuses parameters its service model lacks, so the field is added to the
+    serialised body in a ``before-call`` event handler, before the request is signed.
+    """
+    def add(params, **_):
+        body = json.loads(params["body"] or b"{}")
+        params["body"] = json.dumps({**body, "tunesmithConfig": config}).encode()
+
+    client.meta.events.register("before-call.bedrock.CreateModelCustomizationJob", add)
 
 
 def signed_get(url: str, timeout: float = 10) -> bytes:
@@ -82,13 +96,18 @@ def jobs() -> None:
 @click.option("--validation", multiple=True, help="Validation data (repeatable).")
 @click.option("--output", required=True, help="Where metric files go: a local folder, file:// or s3:// URI.")
 @click.option("--type", "customization_type", type=click.Choice(["FINE_TUNING", "CONTINUED_PRE_TRAINING"]), default="FINE_TUNING")
+@click.option("--devices", type=click.IntRange(1, MAX_JOB_DEVICES),
+              help="Devices (data-parallel ranks) to train on; the server's default is 1 (sent as tunesmithConfig.devices).")
 @hyperparameter_options
 @endpoint_option
-def create(name, model_name, base, data, validation, output, customization_type, endpoint, **flags) -> None:
+def create(name, model_name, base, data, validation, output, customization_type, devices, endpoint, **flags) -> None:
     """Create a job (the same request a hosted-service script would send)."""
     local = lambda uri: uri if "://" in uri else str(Path(uri).resolve())  # noqa: E731 - servers resolve against their own cwd
+    client = bedrock(endpoint)
+    if devices is not None:
+        add_tunesmith_config(client, {"devices": devices})
     response = _call(
-        bedrock(endpoint).create_model_customization_job,
+        client.create_model_customization_job,
         jobName=name, customModelName=model_name, roleArn=ROLE, baseModelIdentifier=base, customizationType=customization_type,
         trainingDataConfig={"s3Uri": local(data)}, outputDataConfig={"s3Uri": local(output)},
         validationDataConfig={"validators": [{"s3Uri": local(v)} for v in validation]},

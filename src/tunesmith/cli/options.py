@@ -143,3 +143,11 @@ def validation_option(command: Callable) -> Callable:
 
 def json_option(command: Callable) -> Callable:
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(command)
+
+
+DEVICE_HELP = "Where the model runs: auto, cpu, cuda, cuda:N or mps (auto picks CUDA, then MPS, then the CPU)."
+
+
+def device_option(command: Callable) -> Callable:
+    """``--device``, checked when the command places its model (``tunesmith.devices.place``)."""
+    return click.option("--device", default="auto", show_default=True, metavar="DEVICE", help=DEVICE_HELP)(command)

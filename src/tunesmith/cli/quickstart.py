@@ -9,13 +9,15 @@ from rich.markup import escape
 
 from tunesmith.cli.advise import print_advice
 from tunesmith.cli.errors import user_errors
+from tunesmith.cli.options import device_option
 from tunesmith.cli.progress import training_progress
 from tunesmith.cli.render import console, fail
 
 
 @click.command()
 @click.option("--output", default="tunesmith-quickstart", show_default=True, type=click.Path(path_type=str), help="Where to write data, model and report.")
-def quickstart(output: str) -> None:
+@device_option
+def quickstart(output: str, device: str) -> None:
     """Build a small task, fine-tune micro with the advised hyperparameters, compare with the base model."""
     from tunesmith.cli.evaluate import comparison_table  # these load torch: only when the command runs
     from tunesmith.quickstart.run import run_quickstart
@@ -24,7 +26,7 @@ def quickstart(output: str) -> None:
         with user_errors(), training_progress("fine-tuning micro") as on_step:
             result = run_quickstart(
                 Path(output), say=lambda text: console.print(f"[bold]>[/] {escape(text)}"), on_step=on_step,
-                show_advice=lambda advice: print_advice(advice, None),
+                show_advice=lambda advice: print_advice(advice, None), device=device,
             )
     except InterruptedError as exc:  # SIGINT/SIGTERM during the fine-tune: the half-trained model is not evaluated
         fail(str(exc), 130)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from tunesmith.cli.errors import user_errors
-from tunesmith.cli.options import json_option
+from tunesmith.cli.options import device_option, json_option
 from tunesmith.cli.progress import count_progress
 from tunesmith.cli.render import console, fail, print_json, table
 from tunesmith.datasets import DatasetKind, validate_dataset
@@ -26,8 +26,9 @@ from tunesmith.training.loop import DataError
 @click.option("--target", type=click.Choice(["answers", "prompts"]), default="answers", show_default=True)
 @click.option("--out", "output", required=True, type=click.Path(path_type=str))
 @click.option("--force", is_flag=True, help="Overwrite --out.")
+@device_option
 @json_option
-def refine(data, model_spec, endpoint, api, instructions, instructions_file, target, output, force, as_json) -> None:
+def refine(data, model_spec, endpoint, api, instructions, instructions_file, target, output, force, device, as_json) -> None:
     """Refine DATA into --out: normalise, de-duplicate, flag conflicts, then rewrite with a model.
 
     Writes OUT, OUT's .refine-report.json (counts) and .refine-changes.jsonl (before/after).
@@ -41,7 +42,7 @@ def refine(data, model_spec, endpoint, api, instructions, instructions_file, tar
             raise DataError(report)
         if Path(output).exists() and not force:
             fail(f"{output} already exists: pass --force to overwrite it")
-        teacher = resolve_teacher(model_spec, endpoint, api) if model_spec else None
+        teacher = resolve_teacher(model_spec, endpoint, api, device=device) if model_spec else None
         try:
             with count_progress("rewriting", report.records if teacher else 0) as advance:
                 result = run_refine(Path(data), Path(output), teacher, text, target, force=force, on_done=advance)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from tunesmith.cli.options import DEVICE_HELP
 from tunesmith.models.config import home as default_home
 from tunesmith.service.settings import DEFAULT_REGION
 
@@ -16,23 +17,31 @@ from tunesmith.service.settings import DEFAULT_REGION
 @click.option("--home", "home_dir", type=click.Path(path_type=str), help="Jobs, models and database (default: TUNESMITH_HOME/service).")
 @click.option("--database", help="SQLAlchemy URL (default: SQLite in --home; PostgreSQL URLs work too).")
 @click.option("--allow-path", "allowed", multiple=True, type=click.Path(path_type=str), help="A local folder jobs may read data from and write outputs to (repeatable).")
-@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1), help="Jobs trained at once.")
+@click.option("--concurrency", type=click.IntRange(1), help="Jobs trained at once (default: one per CUDA device in --devices, else 1).")
+@click.option("--devices", "devices_text", default="auto", show_default=True, metavar="DEVICES",
+              help="What jobs train on: auto (every CUDA device, else MPS, else the CPU), cpu, mps, cuda, or CUDA devices "
+              "such as cuda:0,cuda:1. Each worker sees its job's devices through CUDA_VISIBLE_DEVICES; one per job unless "
+              "the request's tunesmithConfig.devices asks for more.")
+@click.option("--device", default="auto", show_default=True, metavar="DEVICE", help="Runtime API (Converse, InvokeModel). " + DEVICE_HELP)
 @click.option("--credentials", "credential_items", multiple=True, envvar="TUNESMITH_CREDENTIALS",
               help="ACCESS_KEY:SECRET; when given, requests must be SigV4-signed with one of them (repeatable).")
 @click.option("--region", default=DEFAULT_REGION, show_default=True, help="The region signatures must be scoped to.")
 @click.option("--allow-unsigned-payload", is_flag=True, help="Accept X-Amz-Content-SHA256: UNSIGNED-PAYLOAD (bodies are then not authenticated).")
 @click.option("--save-every", type=click.IntRange(1), help="Workers also checkpoint every N optimizer steps (always at each epoch end).")
-def serve(host: str, port: int, home_dir: str | None, database: str | None, allowed: tuple[str, ...], concurrency: int,
-          credential_items: tuple[str, ...], region: str, allow_unsigned_payload: bool, save_every: int | None) -> None:
+def serve(host: str, port: int, home_dir: str | None, database: str | None, allowed: tuple[str, ...], concurrency: int | None,
+          devices_text: str, device: str, credential_items: tuple[str, ...], region: str, allow_unsigned_payload: bool,
+          save_every: int | None) -> None:
     """Serve Bedrock's model-customization and runtime APIs; jobs train in worker processes.
 
     Turn on --credentials whenever the port is reachable by anyone but you.
     """
     import uvicorn
 
+    from tunesmith.cli.errors import user_errors
     from tunesmith.cli.render import fail
     from tunesmith.service.app import create_app
     from tunesmith.service.auth import parse_credentials
+    from tunesmith.service.device_pool import DevicePool, parse_devices
     from tunesmith.service.settings import ServiceSettings
 
     try:
@@ -42,9 +51,14 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, allo
     if host not in ("127.0.0.1", "localhost", "::1") and not credentials:
         click.echo(f"warning: serving on {host} without --credentials: anyone who reaches the port can use it", err=True)
 
-    settings = ServiceSettings(
-        home=Path(home_dir) if home_dir else default_home() / "service", database_url=database,
-        allowed_roots=[str(Path(p).resolve()) for p in allowed] or [str(Path.cwd())], concurrency=concurrency,
-        credentials=credentials, region=region, allow_unsigned_payload=allow_unsigned_payload, save_every=save_every,
-    )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    with user_errors():
+        devices = parse_devices(devices_text)
+        pool = DevicePool(devices)
+        settings = ServiceSettings(
+            home=Path(home_dir) if home_dir else default_home() / "service", database_url=database,
+            allowed_roots=[str(Path(p).resolve()) for p in allowed] or [str(Path.cwd())],
+            concurrency=concurrency or (len(devices) if pool.exclusive else 1), devices=devices, device=device,
+            credentials=credentials, region=region, allow_unsigned_payload=allow_unsigned_payload, save_every=save_every,
+        )
+        app = create_app(settings)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

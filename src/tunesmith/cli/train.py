@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -34,13 +35,23 @@ if TYPE_CHECKING:  # importing the loop loads torch: only when the command runs
 @click.option("--advised", is_flag=True, help="Use the advisor's hyperparameters and duplication for this dataset and tier.")
 @config_options(TrainConfig, ["duplication", "method", "kind"], flags={"duplication": "--duplicate"})
 @config_options(LoraSettings, ["rank", "alpha", "dropout"], prefix="lora")
-@config_options(TrainConfig, ["max_length", "micro_batch_tokens", "seed", "save_every", "eval_every", "keep_checkpoints", "precision", "resume"])
+@config_options(TrainConfig, ["max_length", "micro_batch_tokens", "seed", "save_every", "eval_every", "keep_checkpoints", "device",
+                               "precision", "quantize", "resume"])
+@click.option("--nproc", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="Data-parallel ranks on this machine, started by torchrun (gloo on CPU, NCCL on CUDA).")
+@click.option("--max-restarts", type=click.IntRange(0), default=0, show_default=True,
+              help="With --nproc: torchrun restarts all ranks this many times after a failure; they resume from the last checkpoint.")
 @json_option
 @click.pass_context
-def train(ctx: click.Context, data: str, validation: tuple[str, ...], advised: bool, as_json: bool, **options: Any) -> None:
+def train(ctx: click.Context, data: str, validation: tuple[str, ...], advised: bool, as_json: bool, nproc: int,
+          max_restarts: int, **options: Any) -> None:
     """Train on DATA (JSONL) and write checkpoints, metrics and the trained model to --output."""
     from tunesmith.training import finetune
+    from tunesmith.training.distributed import world_from_environment
 
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        raise SystemExit(launch_ranks(nproc, max_restarts, options["output"]))
+    main = world_from_environment().is_main
     sent = hyperparameter_flags(options)
     if advised and (sent or ctx.get_parameter_source("duplication") is not ParameterSource.DEFAULT):
         fail("--advised chooses the hyperparameters and duplication; drop --advised or the explicit values", 2)
@@ -50,7 +61,10 @@ def train(ctx: click.Context, data: str, validation: tuple[str, ...], advised: b
             lora=LoraSettings(**config_values(options, LoraSettings, prefix="lora")), **config_values(options, TrainConfig),
         )
         if advised:
-            config = advise(config)
+            config = advise(config, say=main)
+        if not main:  # ranks other than 0 train silently; rank 0 speaks for the run
+            result = finetune(config)
+            return
         with training_progress() as on_step:
             result = finetune(config, on_step, on_start=show_run_warnings)
     if result.stopped:
@@ -62,7 +76,37 @@ def train(ctx: click.Context, data: str, validation: tuple[str, ...], advised: b
     show_result(result)
 
 
-def advise(config: TrainConfig) -> TrainConfig:
+def launch_ranks(nproc: int, max_restarts: int, output: str) -> int:
+    """Run this same command as ``nproc`` ranks under torchrun (one machine); the exit code."""
+    import subprocess
+    import sys
+
+    from tunesmith.training.checkpoints import latest_checkpoint
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:  # this command line without --nproc/--max-restarts: torchrun's ranks run the rest
+        if skip:
+            skip = False
+        elif arg in ("--nproc", "--max-restarts"):
+            skip = True
+        elif not arg.startswith(("--nproc=", "--max-restarts=")):
+            args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               f"--max-restarts={max_restarts}", "-m", "tunesmith", *args]
+    code = subprocess.call(command)
+    if code != 0:
+        from pathlib import Path
+
+        checkpoint = latest_checkpoint(Path(output))
+        kept = f"the last checkpoint is {checkpoint}" if checkpoint else "no checkpoint was written yet"
+        err_console.print(escape(
+            f"error: a rank of the {nproc}-rank run failed (exit code {code}; torchrun's report is above); {kept}. "
+            f"Run the same command with --resume to continue{' from it' if checkpoint else ''}."
+        ))
+    return code
+
+
+def advise(config: TrainConfig, say: bool = True) -> TrainConfig:
     """``config`` with the advisor's values for its data and model (the data is validated first)."""
     from tunesmith.datasets import DataError, validate_dataset
     from tunesmith.models.registry import resolve_model
@@ -71,7 +115,8 @@ def advise(config: TrainConfig) -> TrainConfig:
     if not report.valid:
         raise DataError(report)
     config, advice = advised_config(config, report.training.records, resolve_model(config.model).tier)
-    err_console.print(f"advised: {escape(str(advice.hyperparameters.to_wire()))} duplication {advice.plan.duplication_factor}x")
+    if say:
+        err_console.print(f"advised: {escape(str(advice.hyperparameters.to_wire()))} duplication {advice.plan.duplication_factor}x")
     return config
 
 

@@ -118,9 +118,10 @@ def apply_rules(teacher: Measurement, base: Measurement, tuned: Measurement) -> 
 def decide(
     data: Path, teacher: Teacher, student: str, workdir: Path, max_tokens: int = 64,
     student_teacher: Callable[[str], Teacher] | None = None, on_step: Callable[[StepInfo], None] | None = None,
-    precision: str = "auto", stop: Callable[[], bool] | None = None,
+    precision: str = "auto", stop: Callable[[], bool] | None = None, device: str = "auto",
 ) -> Decision:
-    """Measure and decide. ``student_teacher(spec)`` loads a model as a Teacher (for scoring).
+    """Measure and decide. ``student_teacher(spec)`` loads a model as a Teacher (for scoring);
+    by default the student is scored and fine-tuned on ``device``.
 
     Raises ``InterruptedError`` when ``stop()`` (or SIGINT/SIGTERM) ends the fine-tune early:
     a half-trained student would be scored as if it were done.
@@ -128,7 +129,7 @@ def decide(
     from tunesmith.distillation.teachers import LocalTeacher
     from tunesmith.models.registry import resolve_model
 
-    load = student_teacher or (lambda spec: LocalTeacher.load(spec))
+    load = student_teacher or (lambda spec: LocalTeacher.load(spec, device=device))
     records = list(read_records(data))
     rest, holdout = split(records)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -137,7 +138,7 @@ def decide(
     base_m = measure(load(student), holdout, max_tokens)
     advice = recommend(len(rest), resolve_model(student).tier)
     config = TrainConfig(
-        data=workdir / "train.jsonl", output=workdir / "student", model=student, precision=precision,
+        data=workdir / "train.jsonl", output=workdir / "student", model=student, device=device, precision=precision,
         hyperparameters=Hyperparameters(1, advice.hyperparameters.learning_rate, advice.hyperparameters.learning_rate_warmup_steps),
     )
     result = finetune(config, on_step, stop=stop)

@@ -45,6 +45,8 @@ class DistillConfig:
     duplication: int | None = None
     """None: the advised factor with advised hyperparameters, else 1."""
     method: Method = setting_of(TrainConfig, "method")
+    device: str = setting_of(TrainConfig, "device")
+    """The student's device; a local teacher runs there too."""
     precision: Precision = setting_of(TrainConfig, "precision")
     seed: int = setting_of(TrainConfig, "seed")
     resume: bool = setting(False, help="Continue an interrupted distillation in --output (answered prompts are kept).")
@@ -87,7 +89,7 @@ def run_distillation(
     train_config = TrainConfig(
         data=synthesis_folder / SYNTHETIC, output=config.output / "student", model=config.student,
         hyperparameters=hyperparameters, hyperparameters_sent=hyperparameters.to_wire(), duplication=duplication,
-        method=config.method, precision=config.precision, seed=config.seed, resume=config.resume,
+        method=config.method, device=config.device, precision=config.precision, seed=config.seed, resume=config.resume,
     )
     result = finetune(train_config, on_step, stop=stop, on_start=on_start)
     report = {

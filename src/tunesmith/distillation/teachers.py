@@ -1,7 +1,8 @@
 """Teachers: models that write answers for prompts.
 
 - A local model: a tier, a custom model (result folder), a local HF folder or a .gguf file.
-  Generation is batched (prompts grouped by length, KV cache).
+  Generation is batched (prompts grouped by length, KV cache), on ``device`` in the
+  precision training would use there (:func:`tunesmith.devices.place`).
 - A remote endpoint speaking Bedrock's runtime API (boto3 Converse; tunesmith's own server
   included) or an OpenAI-compatible chat-completions URL. Remote calls run with a bounded
   concurrency and retry with exponential backoff.
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from tunesmith.devices import Placement, place
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluation.generation import Completion, GenerationSettings, generate
 
@@ -38,18 +40,22 @@ class LocalTeacher:
     model: object
     tokenizer: object
     batch_size: int = 16
+    placement: Placement | None = None
+    """The model's device and precision; None: where the model is, in fp32."""
 
     @classmethod
-    def load(cls, spec: str, batch_size: int = 16) -> LocalTeacher:
+    def load(cls, spec: str, batch_size: int = 16, device: str = "auto", precision: str = "auto") -> LocalTeacher:
+        """Load ``spec`` onto ``device`` (DeviceError when it is not there)."""
         from tunesmith.models.loading import load_model, load_tokenizer
         from tunesmith.models.registry import resolve_model
 
         source = resolve_model(spec)
-        return cls(source.name, load_model(source), load_tokenizer(source), batch_size)
+        placement = place(device, precision)
+        return cls(source.name, load_model(source, device=placement.device), load_tokenizer(source), batch_size, placement)
 
     def answer(self, chats, max_tokens, on_done=None):
         settings = GenerationSettings(max_new_tokens=max_tokens, batch_size=self.batch_size)
-        return generate(self.model, self.tokenizer, chats, settings, on_done)
+        return generate(self.model, self.tokenizer, chats, settings, on_done, self.placement)
 
 
 class RemoteError(TunesmithError, RuntimeError):
@@ -161,10 +167,11 @@ class OpenAITeacher:
         return answer_concurrently(chats, call, self.concurrency, on_done)
 
 
-def resolve_teacher(spec: str, endpoint: str | None = None, api: str = "bedrock", api_key: str | None = None, concurrency: int = 4) -> Teacher:
-    """A local model unless an endpoint is given."""
+def resolve_teacher(spec: str, endpoint: str | None = None, api: str = "bedrock", api_key: str | None = None, concurrency: int = 4,
+                    device: str = "auto") -> Teacher:
+    """A local model on ``device`` unless an endpoint is given."""
     if endpoint is None:
-        return LocalTeacher.load(spec)
+        return LocalTeacher.load(spec, device=device)
     if api == "openai":
         return OpenAITeacher(spec, endpoint, api_key, concurrency)
     return BedrockTeacher(spec, endpoint, concurrency)

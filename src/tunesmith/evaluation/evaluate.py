@@ -4,6 +4,8 @@
 - Greedy exact match: the generated answer to the last user turn, whitespace-trimmed,
   equals the reference.
 - ROUGE-L F1 (Google's ``rouge-score`` package) as a softer token-overlap score.
+
+Both run on ``device`` in the precision training would use there (:func:`tunesmith.devices.place`).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.datasets import DatasetKind, validate_dataset
-from tunesmith.evaluation.generation import GenerationSettings, generate
+from tunesmith.devices import place
+from tunesmith.evaluation.generation import GenerationSettings, generate, model_device
 from tunesmith.models.loading import load_model, load_tokenizer
 from tunesmith.models.registry import resolve_model
 from tunesmith.training.examples import chat_messages, read_records, tokenize_records
-from tunesmith.training.loop import DataError, autocast_dtype
+from tunesmith.training.loop import DataError
 from tunesmith.training.loss import dataset_loss
 
 
@@ -63,24 +66,31 @@ def score_predictions(references: list[str], predictions: list[str]) -> tuple[fl
 
 
 def evaluate(
-    model_spec: str, data: str | Path, settings: GenerationSettings = GenerationSettings(),
+    model_spec: str, data: str | Path, settings: GenerationSettings = GenerationSettings(), device: str = "auto",
     precision: str = "auto", loaded=None, on_batch: Callable[[int], None] | None = None,
 ) -> Evaluation:
-    """Evaluate ``model_spec`` on labelled conversations in ``data``.
+    """Evaluate ``model_spec`` on labelled conversations in ``data``, on ``device`` (``auto``,
+    ``cpu``, ``cuda``, ``cuda:N`` or ``mps``) in ``precision``.
 
-    ``loaded`` may pass an already loaded ``(model, tokenizer)`` to skip loading.
+    ``loaded`` may pass an already loaded ``(model, tokenizer)`` to skip loading; that model
+    is used on the device it is on. Raises DeviceError for a device that is not there.
     """
     report = validate_dataset(data, kind=DatasetKind.FINE_TUNING, check_limits=False)
     if not report.valid:
         raise DataError(report)
     source = resolve_model(model_spec)
-    model, tokenizer = loaded or (load_model(source), load_tokenizer(source))
+    placement = place(device, precision)
+    if loaded is None:
+        loaded = load_model(source, device=placement.device), load_tokenizer(source)
+    model, tokenizer = loaded
+    if model_device(model) != placement.device:
+        placement = place(str(model_device(model)), precision)
     records = list(read_records(data))
     examples = tokenize_records(records, tokenizer, DatasetKind.FINE_TUNING, 4096).examples
-    loss = dataset_loss(model, examples, tokenizer.pad_token_id, 2048, autocast_dtype(precision))
+    loss = dataset_loss(model, examples, tokenizer.pad_token_id, 2048, placement)
     conversations = [chat_messages(r)[:-1] for r in records]
     references = [chat_messages(r)[-1]["content"] for r in records]
-    completions = generate(model, tokenizer, conversations, settings, on_batch)
+    completions = generate(model, tokenizer, conversations, settings, on_batch, placement)
     exact, rouge, items = score_predictions(references, [c.text for c in completions])
     predictions = [
         {"index": i, "prompt": conv[-1]["content"], "reference": ref, "prediction": c.text, "exactMatch": e, "rougeL": round(r, 4)}

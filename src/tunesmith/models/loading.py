@@ -46,8 +46,12 @@ def load_tokenizer(source: ModelSource):
     return tokenizer
 
 
-def load_model(source: ModelSource, dtype=None):
-    """The model in float32 (or ``dtype``), in eval mode, with any GGUF quantisation flag cleared."""
+def load_model(source: ModelSource, dtype=None, device=None):
+    """The model in float32 (or ``dtype``), in eval mode, on ``device`` (a ``torch.device``;
+    None: the CPU), with any GGUF quantisation flag cleared.
+
+    The weights are read on the CPU under the lock, then moved: the move needs no lock.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -63,4 +67,6 @@ def load_model(source: ModelSource, dtype=None):
     model.config.quantization_config = None
     model.config.__dict__.pop("quantization_config", None)
     model.eval()
+    if device is not None and torch.device(device).type != "cpu":
+        model.to(device)
     return model

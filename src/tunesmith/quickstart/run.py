@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith.advisor import Advice, TrainingPlan, recommend
+from tunesmith.devices import resolve_device
 from tunesmith.evaluation.evaluate import Evaluation, evaluate, write_predictions
 from tunesmith.evaluation.generation import GenerationSettings
 from tunesmith.models.loading import load_model, load_tokenizer
@@ -59,8 +60,11 @@ def run_quickstart(
     on_step: Callable[[StepInfo], None] | None = None,
     show_advice: Callable[[Advice], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    device: str = "auto",
 ) -> QuickstartResult:
-    """Raises ``InterruptedError`` when ``stop()`` (or SIGINT/SIGTERM) ends the fine-tune early:
+    """Everything runs on ``device`` (DeviceError when it is not there).
+
+    Raises ``InterruptedError`` when ``stop()`` (or SIGINT/SIGTERM) ends the fine-tune early:
     a half-trained model is not evaluated. The quickstart always starts afresh."""
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
@@ -74,14 +78,15 @@ def run_quickstart(
     (show_advice or (lambda a: say(json.dumps(a.as_dict()["hyperParameters"]))))(advice)
 
     say("preparing the micro model (converted once, then cached)")
-    model, tokenizer = load_model(source), load_tokenizer(source)
+    model, tokenizer = load_model(source, device=resolve_device(device)), load_tokenizer(source)
     say("evaluating the base model on the held-out split")
-    base = evaluate("micro", test_path, GENERATION, loaded=(model, tokenizer))
+    base = evaluate("micro", test_path, GENERATION, device, loaded=(model, tokenizer))
     del model
 
     config = TrainConfig(
         data=train_path, output=run_folder, model="micro", hyperparameters=advice.hyperparameters,
         hyperparameters_sent=advice.hyperparameters.to_wire(), duplication=advice.plan.duplication_factor, method="lora",
+        device=device,
     )
 
     def announce(run: TrainingRun) -> None:
@@ -95,7 +100,7 @@ def run_quickstart(
     train_seconds = trained.state.elapsed_s
 
     say("evaluating the fine-tuned model on the held-out split")
-    tuned = evaluate(str(run_folder), test_path, GENERATION)
+    tuned = evaluate(str(run_folder), test_path, GENERATION, device)
     write_predictions([base, tuned], folder / "predictions.jsonl")
     result = QuickstartResult(folder, advice, trained.plan, base, tuned, train_seconds, time.perf_counter() - started)
     write_report(result, run_folder)

@@ -25,6 +25,7 @@ import contextlib
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse, Response
 
+from tunesmith.devices import place
 from tunesmith.service import deployments, jobs as job_routes, runtime
 from tunesmith.service.auth import SigV4Middleware
 from tunesmith.service.body_limit import BodyLimitMiddleware
@@ -53,11 +54,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.supervisor = supervisor
-    app.state.models = ModelCache()
+    app.state.models = ModelCache(place(settings.device))
     install_handlers(app)
 
     @app.get("/health", include_in_schema=False)
-    def health() -> Response:
+    async def health() -> Response:  # async: answered on the event loop, whatever the threadpools are doing
         return PlainTextResponse("ok")
 
     if settings.credentials:

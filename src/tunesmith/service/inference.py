@@ -1,7 +1,8 @@
 """Loaded models for the runtime API: resolve a model id, keep a bounded cache, generate.
 
-Models stay loaded between calls (least recently used first out, ``MAX_LOADED`` at once).
-Generation runs under a lock per model: one CPU model serves one request at a time.
+Models stay loaded between calls (least recently used first out, ``MAX_LOADED`` at once),
+on the server's ``--device`` in its precision (:func:`tunesmith.devices.place`, as for
+training). Generation runs under a lock per model: one model serves one request at a time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunesmith import guide
+from tunesmith.devices import Placement
 from tunesmith.evaluation.generation import Completion, GenerationSettings, generate
 from tunesmith.service.errors import ValidationException
 from tunesmith.service.protocol import InferenceConfig, Message, TextBlock
@@ -30,11 +32,12 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     lock: threading.Lock
+    placement: Placement
 
 
 class ModelCache:
-    def __init__(self, capacity: int = MAX_LOADED):
-        self.capacity = capacity
+    def __init__(self, placement: Placement, capacity: int = MAX_LOADED):
+        self.placement, self.capacity = placement, capacity
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._loading = threading.Lock()
@@ -55,7 +58,8 @@ class ModelCache:
                     return self._models[key]
             try:
                 source = resolve_model(spec)
-                loaded = LoadedModel(source.name, load_model(source), load_tokenizer(source), threading.Lock())
+                model = load_model(source, device=self.placement.device)
+                loaded = LoadedModel(source.name, model, load_tokenizer(source), threading.Lock(), self.placement)
             except ModelUnavailableError as exc:
                 raise ValidationException(str(exc)) from exc
         with self._lock:
@@ -91,30 +95,25 @@ def complete(loaded: LoadedModel, chat: list[dict[str, str]], settings: Generati
     """One answer and the latency in ms."""
     started = time.perf_counter()
     with loaded.lock:
-        [completion] = generate(loaded.model, loaded.tokenizer, [chat], settings)
+        [completion] = generate(loaded.model, loaded.tokenizer, [chat], settings, placement=loaded.placement)
     return completion, int((time.perf_counter() - started) * 1000)
 
 
 def stream(loaded: LoadedModel, chat: list[dict[str, str]], settings: GenerationSettings) -> Iterator[tuple[str, Any]]:
     """Yields ("delta", text) pieces, then ("done", (stop_reason, input_tokens, output_tokens))."""
-    import torch
     from transformers import TextIteratorStreamer
 
-    from tunesmith.evaluation.generation import render_prompt
+    from tunesmith.evaluation.generation import generation_kwargs, inference_context, model_device, render_prompt
 
     tokenizer, model = loaded.tokenizer, loaded.model
     with loaded.lock:
-        encoded = tokenizer([render_prompt(tokenizer, chat)], return_tensors="pt", add_special_tokens=False)
+        encoded = tokenizer([render_prompt(tokenizer, chat)], return_tensors="pt", add_special_tokens=False).to(model_device(model))
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "pad_token_id": tokenizer.pad_token_id, "streamer": streamer}
-        if settings.temperature > 0:
-            kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        kwargs = {**generation_kwargs(tokenizer, settings), "streamer": streamer}
         result: dict[str, Any] = {}
 
-        def run() -> None:
-            with torch.no_grad():
+        def run() -> None:  # autocast is per thread: entered here, in the generating thread
+            with inference_context(loaded.placement):
                 result["output"] = model.generate(**encoded, **kwargs)
 
         thread = threading.Thread(target=run)

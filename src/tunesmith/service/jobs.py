@@ -6,7 +6,6 @@ blocks the event loop (and ``/health``) while it runs.
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from typing import Annotated
 
@@ -18,10 +17,11 @@ from sqlalchemy.orm import Session, defer
 
 from tunesmith.service import lifecycle, wire
 from tunesmith.service.dependencies import SettingsDep, StoreDep, session_for
+from tunesmith.service.device_pool import DevicePool
 from tunesmith.service.errors import ConflictException, ResourceNotFoundException, ValidationException
 from tunesmith.service.layout import JobFolder
 from tunesmith.service.lifecycle import JobStatus, TransitionError
-from tunesmith.service.listing import Filter, ListQuery, created_between, list_page
+from tunesmith.service.listing import Filter, ListQuery, Timestamp, created_between, list_page
 from tunesmith.service.protocol import (
     PRINTABLE,
     CreateJobRequest,
@@ -35,7 +35,7 @@ from tunesmith.service.protocol import (
     ModelList,
     ModelStatusName,
 )
-from tunesmith.service.spec import spec_from_request
+from tunesmith.service.spec import JobSpec, spec_from_request
 from tunesmith.service.store import CustomModel, Job, JobStore, new_id, utcnow
 from tunesmith.tiers import UnknownModelError, resolve_tier
 
@@ -48,18 +48,12 @@ MAX_EVENT_LINES = 100_000
 @router.post("/model-customization-jobs", status_code=201, response_model=JobArn)
 def create_job(body: CreateJobRequest, settings: SettingsDep, store: StoreDep, session: SessionDep) -> JSONResponse:
     spec = spec_from_request(body, settings.allowed_roots)
-    if spec.client_token:
-        existing = session.scalar(select(Job).where(Job.client_token == spec.client_token))
-        if existing is not None:
-            if existing.name != spec.job_name:
-                raise ConflictException("clientRequestToken was already used for a different job")
-            return JSONResponse({"jobArn": existing.arn}, status_code=201)
-    if store.job(session, spec.job_name) is not None:
-        raise ConflictException("The provided job name is currently in use.")
-    if store.model(session, spec.model_name) is not None or session.scalar(
-        select(Job.id).where(Job.output_model_name == spec.model_name, Job.status.in_(lifecycle.ACTIVE))
-    ):
-        raise ConflictException(f"The provided custom model name {spec.model_name} is currently in use.")
+    problem = DevicePool(settings.devices).problem(spec.devices)
+    if problem:
+        raise ValidationException(problem)
+    earlier = _conflict(store, session, spec)
+    if earlier is not None:
+        return JSONResponse({"jobArn": earlier.arn}, status_code=201)
     if spec.teacher is not None:
         _check_teacher(store, session, spec.teacher)
     job_id, now = new_id(), utcnow()
@@ -72,10 +66,42 @@ def create_job(body: CreateJobRequest, settings: SettingsDep, store: StoreDep, s
     session.add(job)
     try:
         session.commit()
-    except IntegrityError as exc:  # a concurrent create of the same name or token won
+    except IntegrityError as exc:  # a concurrent create won a unique constraint: say which, as the checks would have
         session.rollback()
+        earlier = _conflict(store, session, spec)
+        if earlier is not None:
+            return JSONResponse({"jobArn": earlier.arn}, status_code=201)
         raise ConflictException("The provided job name is currently in use.") from exc
     return JSONResponse({"jobArn": job.arn}, status_code=201)
+
+
+def _conflict(store: JobStore, session: Session, spec: JobSpec) -> Job | None:
+    """The job an idempotent retry (same ``clientRequestToken``) already made, or None;
+    ConflictException when the name, the token or the model name is taken."""
+    earlier = _same_token(session, spec)
+    if earlier is not None:
+        return earlier
+    name_taken = store.job(session, spec.job_name) is not None
+    model_taken = not name_taken and (store.model(session, spec.model_name) is not None or session.scalar(
+        select(Job.id).where(Job.output_model_name == spec.model_name, Job.status.in_(lifecycle.ACTIVE))) is not None)
+    if name_taken or model_taken:
+        earlier = _same_token(session, spec)  # a concurrent retry may have committed since the first look
+        if earlier is not None:
+            return earlier
+    if name_taken:
+        raise ConflictException("The provided job name is currently in use.")
+    if model_taken:
+        raise ConflictException(f"The provided custom model name {spec.model_name} is currently in use.")
+    return None
+
+
+def _same_token(session: Session, spec: JobSpec) -> Job | None:
+    if not spec.client_token:
+        return None
+    existing = session.scalar(select(Job).where(Job.client_token == spec.client_token))
+    if existing is not None and existing.name != spec.job_name:
+        raise ConflictException("clientRequestToken was already used for a different job")
+    return existing
 
 
 def _check_teacher(store: JobStore, session: Session, teacher: str) -> None:
@@ -90,8 +116,8 @@ def _check_teacher(store: JobStore, session: Session, teacher: str) -> None:
 
 
 class ListJobsQuery(ListQuery):
-    creationTimeAfter: dt.datetime | None = None
-    creationTimeBefore: dt.datetime | None = None
+    creationTimeAfter: Timestamp | None = None
+    creationTimeBefore: Timestamp | None = None
     statusEquals: JobStatusName | None = None
     nameContains: Filter | None = None
 
@@ -155,8 +181,8 @@ def get_job(identifier: IdentifierPath, store: StoreDep, session: SessionDep) ->
 
 
 class ListModelsQuery(ListQuery):
-    creationTimeAfter: dt.datetime | None = None
-    creationTimeBefore: dt.datetime | None = None
+    creationTimeAfter: Timestamp | None = None
+    creationTimeBefore: Timestamp | None = None
     nameContains: Filter | None = None
     baseModelArnEquals: Filter | None = None
     foundationModelArnEquals: Filter | None = None

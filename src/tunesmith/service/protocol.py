@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tunesmith import guide
+from tunesmith.service.device_pool import MAX_JOB_DEVICES
 
 # --- Strings --------------------------------------------------------------------------------
 # Bedrock's [a-zA-Z0-9](-*[a-zA-Z0-9\+\-\.])* accepts the same strings as this one.
@@ -94,9 +95,22 @@ class VpcConfig(Request):
     securityGroupIds: Annotated[list[Annotated[str, StringConstraints(max_length=32)]], Field(min_length=1, max_length=5)]
 
 
+class TunesmithConfig(Request):
+    """tunesmith's own, optional part of a create request (boto3 callers simply omit it)."""
+
+    devices: Annotated[int, Field(ge=1, le=MAX_JOB_DEVICES)] = 1
+    """Devices the job trains on, one data-parallel rank each: whole CUDA devices (the job
+    waits until that many are free) or, on a CPU server, ranks sharing the CPU."""
+
+
 class CreateJobRequest(Request):
     """CreateModelCustomizationJob. ``vpcConfig``, ``customModelKmsKeyId`` and tags are accepted
-    (boto3 scripts written for the hosted service send them) and have no effect here."""
+    (boto3 scripts written for the hosted service send them) and have no effect here.
+
+    ``tunesmithConfig`` is tunesmith's addition. botocore refuses parameters its service
+    model lacks, so boto3 cannot send it as a keyword: send it over plain HTTP, with
+    ``tunesmith jobs create --devices N``, or add it to the body in a ``before-call`` event
+    handler (``tunesmith.cli.jobs.add_tunesmith_config`` does that)."""
 
     jobName: JobName
     customModelName: ModelName
@@ -113,6 +127,7 @@ class CreateJobRequest(Request):
     jobTags: Annotated[list[Tag], Field(max_length=200)] | None = None
     customModelTags: Annotated[list[Tag], Field(max_length=200)] | None = None
     vpcConfig: VpcConfig | None = None
+    tunesmithConfig: TunesmithConfig | None = None
 
 
 class JobArn(Response):

@@ -32,6 +32,12 @@ class ServiceSettings:
     """Workers also checkpoint every N optimizer steps (always at each epoch end)."""
     max_body_bytes: int = MAX_BODY_BYTES
     """Larger request bodies are refused with HTTP 413 before they are parsed."""
+    devices: list[str] | None = None
+    """What jobs train on: ``cuda:N`` devices (each held by one job at a time), or ``["cpu"]``
+    or ``["mps"]`` (shared). None: every CUDA device, else MPS, else the CPU
+    (:func:`~tunesmith.service.device_pool.parse_devices`)."""
+    device: str = "auto"
+    """Where the runtime API's models run (``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``)."""
 
     def __post_init__(self) -> None:
         self.home = Path(self.home)
@@ -39,5 +45,11 @@ class ServiceSettings:
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.home / 'tunesmith.db'}"
         self.allowed_roots = [str(self.home), *self.allowed_roots]
+        if self.devices is None:
+            from tunesmith.service.device_pool import parse_devices  # loads torch
+
+            self.devices = parse_devices("auto")
+        if not self.devices:
+            raise ValueError("devices must name at least one device (or be None: chosen at start)")
         if self.save_every is not None and self.save_every < 1:
             raise ValueError(f"save_every must be at least 1, got {self.save_every}")

@@ -46,6 +46,8 @@ class JobSpec(BaseModel):
     teacher: str | None = None
     """DISTILLATION: the teacher's identifier (a tier, a hosted id, or a custom model of this server)."""
     max_response_length: int = guide.DEFAULT_RESPONSE_TOKENS
+    devices: int = 1
+    """Devices (data-parallel ranks) the job trains on: ``tunesmithConfig.devices``."""
 
     def resolved_hyperparameters(self) -> Hyperparameters:
         return Hyperparameters.from_wire(self.hyperparameters)
@@ -101,6 +103,7 @@ def spec_from_request(request: CreateJobRequest, allowed_roots: list[str]) -> Jo
         base_model_id=tier.hosted_ids[0], customization_type=kind, training_uri=request.trainingDataConfig.s3Uri,
         validation_uris=validation_uris, output_uri=request.outputDataConfig.s3Uri, hyperparameters=hyperparameters.to_wire(),
         hyperparameters_sent=sent, client_token=request.clientRequestToken, teacher=teacher, max_response_length=max_response,
+        devices=request.tunesmithConfig.devices if request.tunesmithConfig else 1,
     )
 
 

@@ -1,9 +1,11 @@
 """Starts worker processes for queued jobs and recovers jobs a crash or restart interrupted.
 
 Workers are separate processes, so a job that crashes or is killed cannot take the API
-down. At start-up, a job whose worker is gone is resumed from its last checkpoint (or
-failed with a message saying why, when it has none); a job that was stopping is stopped.
-Every status change goes through :mod:`tunesmith.service.lifecycle`.
+down. Each worker gets the devices its job holds through ``CUDA_VISIBLE_DEVICES``
+(:mod:`tunesmith.service.device_pool`); a job with several devices runs its worker under
+torchrun, one rank per device. At start-up, a job whose worker is gone is resumed from its
+last checkpoint (or failed with a message saying why, when it has none); a job that was
+stopping is stopped. Every status change goes through :mod:`tunesmith.service.lifecycle`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 from sqlalchemy import select
 
 from tunesmith.service import lifecycle
+from tunesmith.service.device_pool import DevicePool, visible_devices
 from tunesmith.service.layout import JobFolder
 from tunesmith.service.lifecycle import JobStatus
 from tunesmith.service.settings import ServiceSettings
@@ -28,7 +31,7 @@ NO_CHECKPOINT = ("the worker process stopped before the first checkpoint (server
 
 
 def pid_alive(pid: int | None) -> bool:
-    if not pid:
+    if not pid or pid <= 0:  # os.kill(-1, 0) would ask about every process
         return False
     try:
         os.kill(pid, 0)
@@ -43,17 +46,26 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
-def worker_command(settings: ServiceSettings, job_id: str) -> list[str]:
-    command = [sys.executable, "-m", "tunesmith.service.worker", "--home", str(settings.home),
-               "--database", settings.database_url, "--job", job_id]
+def worker_command(settings: ServiceSettings, job_id: str, device: str = "auto", ranks: int = 1) -> list[str]:
+    """The worker's command line: one process, or ``ranks`` ranks under torchrun (its agent
+    is the process the supervisor watches; ``--standalone`` picks a free rendezvous port)."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] if ranks > 1 else []
+    command = [sys.executable, *launcher, "-m", "tunesmith.service.worker", "--home", str(settings.home),
+               "--database", settings.database_url, "--job", job_id, "--device", device]
     if settings.save_every:
         command += ["--save-every", str(settings.save_every)]
     return command
 
 
+def held_devices(job: Job) -> list[str]:
+    """The devices a claimed job holds (the supervisor notes them in its details)."""
+    return list((job.details or {}).get("devices") or [])
+
+
 class Supervisor:
     def __init__(self, store: JobStore, settings: ServiceSettings):
         self.store, self.settings = store, settings
+        self.pool = DevicePool(settings.devices)
         self.children: dict[str, subprocess.Popen] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -86,24 +98,53 @@ class Supervisor:
 
     def tick(self) -> None:
         self._reap()
+        self._check_orphans()
         with self.store.session() as session:
-            running = session.query(Job).filter(Job.status.in_(lifecycle.ACTIVE), Job.worker_pid.isnot(None)).count()
+            running = session.scalars(select(Job).where(Job.status.in_(lifecycle.ACTIVE), Job.worker_pid.isnot(None))).all()
+            busy = {device for job in running for device in held_devices(job)}
+            started = len(running)
             queued = session.scalars(select(Job).where(Job.status == JobStatus.IN_PROGRESS.value, Job.worker_pid.is_(None))
                                      .order_by(Job.created, Job.id)).all()
             for job in queued:
-                if running >= self.settings.concurrency:
+                if started >= self.settings.concurrency:
                     break
-                folder = JobFolder(self.settings.home, job.id)
-                folder.log.parent.mkdir(parents=True, exist_ok=True)
-                with open(folder.log, "ab") as log:
-                    process = subprocess.Popen(
-                        worker_command(self.settings, job.id),
-                        stdout=log, stderr=log,  # same process group: killing the server kills its workers
-                    )
-                lifecycle.claimed(job, process.pid)
-                session.commit()
+                wanted = job.spec.devices
+                problem = self.pool.problem(wanted)
+                if problem:  # e.g. the server restarted with fewer devices than when the job was created
+                    lifecycle.failed(job, problem)
+                    session.commit()
+                    continue
+                devices = self.pool.take(wanted, busy)
+                if devices is None:
+                    break  # first come, first served: the jobs behind wait too
+                process = self._start_worker(job.id, devices, wanted)
+                if not lifecycle.claim(session, job, process.pid, {**(job.details or {}), "devices": devices}):
+                    process.terminate()  # stopped (or claimed elsewhere) since it was read: not ours to run
+                    process.wait()
+                    continue
                 self.children[job.id] = process
-                running += 1
+                busy.update(devices)
+                started += 1
+
+    def _start_worker(self, job_id: str, devices: list[str], ranks: int) -> subprocess.Popen:
+        folder = JobFolder(self.settings.home, job_id)
+        folder.log.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible_devices(devices)}
+        with open(folder.log, "ab") as log:
+            return subprocess.Popen(
+                worker_command(self.settings, job_id, self.pool.worker_device, ranks), env=env,
+                stdout=log, stderr=log,  # same process group: killing the server kills its workers
+            )
+
+    def _check_orphans(self) -> None:
+        """Workers this supervisor did not start (they outlived an earlier server) are watched
+        by their pid: when one dies, its job is resumed, stopped or failed as at start-up."""
+        with self.store.session() as session:
+            for job in session.scalars(select(Job).where(Job.status.in_(lifecycle.ACTIVE), Job.worker_pid.isnot(None))).all():
+                if job.id not in self.children and not pid_alive(job.worker_pid):
+                    has_checkpoint = latest_checkpoint(JobFolder(self.settings.home, job.id).run) is not None
+                    lifecycle.interrupted(job, has_checkpoint, NO_CHECKPOINT)
+            session.commit()
 
     def _reap(self) -> None:
         for job_id, process in list(self.children.items()):

@@ -1,16 +1,22 @@
 """One job, run in its own process: fetch and validate the data, train, publish the outputs.
 
-``python -m tunesmith.service.worker --home H --database URL --job ID [--save-every N]`` is
-started by the supervisor. The process owns the job's row while it runs: it moves the
+``python -m tunesmith.service.worker --home H --database URL --job ID [--device D] [--save-every N]``
+is started by the supervisor. The process owns the job's row while it runs: it moves the
 phases along (validation -> data processing -> training) through
 :mod:`~tunesmith.service.lifecycle`, writes the latest training loss after every step,
 honours a stop request between micro-batches, and on success registers the custom model.
 A crash leaves the last checkpoint in place for the supervisor to resume from.
+
+A job with several devices runs this module under torchrun. All ranks join the process
+group at once; rank 0 does all of the above and broadcasts what to train on (or that there
+is nothing to train) with ``torch.distributed``; the other ranks then train beside it and
+exit (they report nothing; a stop reaches them through the training loop).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import time
 from collections.abc import Callable
@@ -18,16 +24,20 @@ from pathlib import Path
 
 from tunesmith import guide
 from tunesmith.datasets import DatasetKind, validate_dataset
+from tunesmith.devices import resolve_device
 from tunesmith.service import lifecycle, uris, wire
 from tunesmith.service.layout import JobFolder
-from tunesmith.service.lifecycle import Phase
+from tunesmith.service.lifecycle import Phase, TransitionError
 from tunesmith.service.spec import JobSpec
 from tunesmith.service.store import CustomModel, Job, JobStore, new_id
-from tunesmith.training import RunResult, StepInfo, TrainConfig, TrainingRun, finetune
+from tunesmith.training import RunResult, StepInfo, TrainConfig, TrainingRun, distributed, finetune
 from tunesmith.training.checkpoints import latest_checkpoint, list_checkpoints
+from tunesmith.training.distributed import world_from_environment
 from tunesmith.training.metrics import EVENTS, TRAINING_CSV, VALIDATION_CSV
 
 STOP_POLL_SECONDS = 1.0
+RANK_WAIT = dt.timedelta(hours=24)
+"""How long ranks wait for rank 0 at a collective: a distillation's teacher phase runs first."""
 KINDS = {"CONTINUED_PRE_TRAINING": DatasetKind.PRETRAINING, "DISTILLATION": DatasetKind.DISTILLATION}
 
 
@@ -36,10 +46,11 @@ class JobFailed(Exception):
 
 
 class JobWorker:
-    def __init__(self, store: JobStore, home: Path, job_id: str, save_every: int | None = None):
-        self.store, self.job_id, self.save_every = store, job_id, save_every
+    def __init__(self, store: JobStore, home: Path, job_id: str, save_every: int | None = None, device: str = "auto"):
+        self.store, self.job_id, self.save_every, self.device = store, job_id, save_every, device
         self.folder = JobFolder(home, job_id)
-        self._last_poll, self._stop_seen = 0.0, False
+        self.world = world_from_environment()
+        self._last_poll, self._stop_seen, self._handed_off = 0.0, False, False
         self.run: TrainingRun | None = None
 
     # -- the job's row ----------------------------------------------------------------------
@@ -65,19 +76,35 @@ class JobWorker:
 
     # -- the work ---------------------------------------------------------------------------
     def execute(self) -> None:
-        def started(job: Job) -> None:
-            job.worker_pid, job.attempts = os.getpid(), (job.attempts or 0) + 1
+        if self.world.distributed:
+            distributed.join(self.world, resolve_device(self.device), timeout=RANK_WAIT)
+        if not self.world.is_main:
+            self.follow()
+            return
 
-        job = self.change(started)
+        try:  # under torchrun the supervisor watches the agent's pid, not this rank's
+            job = self.change(lambda j: lifecycle.worker_started(j, None if self.world.distributed else os.getpid()))
+        except TransitionError:  # stopped before this process started: nothing to do
+            self._hand_off(None)
+            return
         try:
             self._execute(job.spec)
+        except TransitionError:  # the job ended under this worker (stopped meanwhile): leave it as it is
+            pass
         except JobFailed as exc:
             self.fail(str(exc))
         except Exception as exc:  # anything else: still a clear, bounded failure message
             self.fail(f"{type(exc).__name__}: {exc}")
+            if self._handed_off:  # the other ranks are mid-training: a non-zero exit makes torchrun stop them
+                raise SystemExit(1) from exc
+        finally:
+            self._hand_off(None)  # the other ranks, if still waiting, learn there is nothing to train
 
     def fail(self, message: str) -> None:
-        self.change(lambda job: lifecycle.failed(job, message))
+        try:
+            self.change(lambda job: lifecycle.failed(job, message))
+        except TransitionError:  # already ended (stopped meanwhile): the stop stands
+            pass
 
     def _execute(self, spec: JobSpec) -> None:
         kind = KINDS.get(spec.customization_type, DatasetKind.FINE_TUNING)
@@ -99,11 +126,9 @@ class JobWorker:
                 return
             kind, validation = DatasetKind.FINE_TUNING, []
 
-        config = TrainConfig(
-            data=training, validation=validation, output=self.folder.run, model=spec.tier, kind=kind,
-            hyperparameters=spec.resolved_hyperparameters(), hyperparameters_sent=dict(spec.hyperparameters_sent),
-            resume=latest_checkpoint(self.folder.run) is not None, save_every=self.save_every,
-        )
+        config = self._train_config(spec, training, validation, kind, resume=latest_checkpoint(self.folder.run) is not None)
+        if self.world.distributed:
+            self._hand_off(config)
         result = finetune(config, on_step=self._on_step, stop=self.stop_requested, on_start=self._on_start)
         if result.stopped:
             self._after_stop(result)
@@ -111,12 +136,42 @@ class JobWorker:
         self._publish(spec)
         self._register_model(spec, result)
 
+    def _train_config(self, spec: JobSpec, training: Path, validation: list[Path], kind: DatasetKind, resume: bool) -> TrainConfig:
+        return TrainConfig(
+            data=training, validation=validation, output=self.folder.run, model=spec.tier, kind=kind,
+            hyperparameters=spec.resolved_hyperparameters(), hyperparameters_sent=dict(spec.hyperparameters_sent),
+            resume=resume, save_every=self.save_every, device=self.device,
+        )
+
+    # -- several ranks ----------------------------------------------------------------------
+    def _hand_off(self, config: TrainConfig | None) -> None:
+        """Rank 0 tells the other ranks what to train on (None: nothing); once per run."""
+        if not self.world.distributed or self._handed_off:
+            return
+        self._handed_off = True
+        handoff = None if config is None else {"data": str(config.data), "validation": [str(p) for p in config.validation],
+                                               "kind": config.kind.value, "resume": config.resume}
+        distributed.broadcast_from_main(self.world, handoff)
+
+    def follow(self) -> None:
+        """A rank other than 0: wait for rank 0's word, then train beside it (or return when
+        rank 0 ends the job before training: bad data, a stop)."""
+        handoff = distributed.broadcast_from_main(self.world, None)
+        if handoff is None:
+            return
+        config = self._train_config(self.job().spec, Path(handoff["data"]), [Path(p) for p in handoff["validation"]],
+                                    DatasetKind(handoff["kind"]), handoff["resume"])
+        finetune(config)
+
     def _on_start(self, run: TrainingRun) -> None:
         self.run = run
         warnings, plan = list(run.warnings), run.plan.as_dict()
+        # What ran the job, for its record; the supervisor noted the devices it handed out.
+        compute = {"precision": run.placement.precision, "worldSize": run.world.size}
 
         def start(job: Job) -> None:
-            job.details = {**(job.details or {}), "warnings": warnings, "plan": plan}
+            held = {} if (job.details or {}).get("devices") else {"devices": [str(run.placement.device)]}  # started by hand
+            job.details = {**(job.details or {}), "warnings": warnings, "plan": plan, **held, **compute}
             lifecycle.enter_phase(job, Phase.TRAINING)
 
         self.change(start)
@@ -140,7 +195,7 @@ class JobWorker:
 
         with self.store.session() as session:
             model = self.store.model(session, spec.teacher)
-        teacher = LocalTeacher.load(model.folder if model is not None else spec.teacher)
+        teacher = LocalTeacher.load(model.folder if model is not None else spec.teacher, device=self.device)
         try:
             report = synthesize(prompts, teacher, self.folder.synthesis, spec.max_response_length, stop=self.stop_requested)
         except InterruptedError:
@@ -202,9 +257,10 @@ def main() -> None:
     parser.add_argument("--home", required=True)
     parser.add_argument("--database", required=True)
     parser.add_argument("--job", required=True)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (the supervisor sets CUDA_VISIBLE_DEVICES).")
     parser.add_argument("--save-every", type=int, default=None, help="Also checkpoint every N optimizer steps.")
     args = parser.parse_args()
-    JobWorker(JobStore(args.database), Path(args.home), args.job, args.save_every).execute()
+    JobWorker(JobStore(args.database), Path(args.home), args.job, args.save_every, args.device).execute()
 
 
 if __name__ == "__main__":

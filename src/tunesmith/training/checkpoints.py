@@ -47,9 +47,25 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().contiguous().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def capture_rng() -> dict[str, list]:
+    """This process's random state: the CPU generator, and CUDA's where CUDA is in use."""
+    rng = {"torch": torch.get_rng_state().tolist()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state().tolist()
+    return rng
+
+
+def restore_rng(rng: dict[str, list]) -> None:
+    torch.set_rng_state(torch.tensor(rng["torch"], dtype=torch.uint8))
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(torch.tensor(rng["cuda"], dtype=torch.uint8))
+
+
 def save_checkpoint(
-    output: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], keep: int
+    output: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], keep: int,
+    rng_of_ranks: list[dict] | None = None,
 ) -> Path:
+    """``rng_of_ranks``: every rank's :func:`capture_rng`, in rank order (this process's alone by default)."""
     folder = checkpoint_dir(output)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{PREFIX}{step:06d}"
@@ -57,7 +73,8 @@ def save_checkpoint(
     try:
         save_file(trainable_state(model), str(staging / "trainable.safetensors"))
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-        rng = {"torch": torch.get_rng_state().tolist()}
+        ranks = rng_of_ranks or [capture_rng()]
+        rng = {**ranks[0], "ranks": ranks}
         (staging / "state.json").write_text(json.dumps({**state, "step": step, "rng": rng}))
         if final.exists():
             shutil.rmtree(final)
@@ -73,7 +90,9 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int = 0) -> dict[str, Any]:
+    """Weights, optimizer and this rank's random state from ``path``. A rank the checkpoint
+    has no state for (it was saved by fewer ranks) continues from rank 0's."""
     weights = load_file(str(path / "trainable.safetensors"))
     params = dict(model.named_parameters())
     missing = [name for name in weights if name not in params]
@@ -84,5 +103,6 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
             params[name].copy_(tensor)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     state = json.loads((path / "state.json").read_text())
-    torch.set_rng_state(torch.tensor(state["rng"]["torch"], dtype=torch.uint8))
+    ranks = state["rng"].get("ranks") or [state["rng"]]
+    restore_rng(ranks[rank] if rank < len(ranks) else ranks[0])
     return state

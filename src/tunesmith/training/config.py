@@ -19,8 +19,11 @@ from tunesmith.errors import ConfigError
 from tunesmith.hyperparameters import Hyperparameters
 from tunesmith.tiers import ModelTier
 
+Quantize = Literal["none", "4bit", "8bit"]
+"""``training.quantization`` (it imports torch; this module must not)."""
+
 Method = Literal["lora", "full"]
-Precision = Literal["auto", "bf16", "fp32"]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
 
 
 def setting(
@@ -96,8 +99,11 @@ class TrainConfig:
     save_every: int | None = setting(None, minimum=1, help="Also checkpoint every N optimizer steps (always at each epoch end).")
     keep_checkpoints: int = setting(2, minimum=1, help="Checkpoints kept on disk; older ones are deleted.")
     eval_every: int | None = setting(None, minimum=1, help="Also compute validation loss every N steps (always at each epoch end).")
-    precision: Precision = setting("auto", help="auto: bf16 autocast where the CPU has native bf16, else fp32.")
-    """bf16 needs AVX-512 BF16 or AMX to be faster; fp32 is exact across machines."""
+    device: str = setting("auto", help="auto, cpu, cuda, cuda:N or mps; auto picks CUDA, then MPS, then the CPU.")
+    precision: Precision = setting(
+        "auto", help="auto: bf16 on Ampere+ GPUs and CPUs with native bf16, fp16 with loss scaling on older GPUs, else fp32.")
+    """On a CPU, bf16 needs AVX-512 BF16 or AMX to be faster; fp32 is exact across machines."""
+    quantize: Quantize = setting("none", help="QLoRA: LoRA over a base quantized to 4 or 8 bits by bitsandbytes (CUDA only).")
     resume: bool = setting(False, help="Continue the run in the output folder from its last checkpoint.")
     max_grad_norm: float = 1.0
     merge: bool = True
@@ -112,8 +118,10 @@ class TrainConfig:
             raise ConfigError("distillation data needs a teacher first: use `tunesmith distill`")
         if self.method not in ("lora", "full"):
             raise ConfigError(f"method must be lora or full, got {self.method!r}")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ConfigError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.quantize not in ("none", "4bit", "8bit"):
+            raise ConfigError(f"quantize must be none, 4bit or 8bit, got {self.quantize!r}")
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise ConfigError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
         check_settings(self)
 
 

@@ -6,8 +6,12 @@ Features and their trade-offs:
 - Loss on target tokens only (assistant turns, or every token for pre-training), averaged
   over the targets of the whole optimizer step; logits computed only at those positions.
 - The guide's warmup (``schedule.WarmupSchedule``), then the set learning rate.
-- bf16 autocast on CPUs with native bf16 (``precision="auto"``): about 2x the fp32 speed;
-  fp32 where exact reproducibility across machines matters.
+- Any device (``devices.place``): CUDA, MPS or the CPU, with the precision that suits it
+  (bf16 autocast on Ampere+ GPUs and CPUs with native bf16, fp16 with loss scaling on older
+  GPUs, fp32 elsewhere, or whatever ``precision`` asks for).
+- Data parallel over N ranks started by torchrun (``distributed.py``): the step's records
+  are shared out, gradients summed with one all-reduce, and the run is the 1-process run
+  up to float rounding: same records per step, same loss normalisation, same warmup.
 - The step arithmetic is the advisor's :class:`TrainingPlan`, built once from the tokenized
   examples (records left with no target tokens are not counted), so the advice, the loop
   and the manifest agree.
@@ -25,6 +29,7 @@ Features and their trade-offs:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import time
 from collections.abc import Callable
@@ -36,15 +41,18 @@ import torch
 
 from tunesmith.advisor import TrainingPlan, plan_training
 from tunesmith.datasets import DataError, ValidationReport, validate_dataset
+from tunesmith.devices import Placement, place
 from tunesmith.errors import TunesmithError
 from tunesmith.models.loading import load_model, load_tokenizer
 from tunesmith.models.registry import ModelSource, resolve_model
-from tunesmith.training import batches
-from tunesmith.training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from tunesmith.training import batches, distributed
+from tunesmith.training.checkpoints import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from tunesmith.training.config import TrainConfig
+from tunesmith.training.distributed import World
 from tunesmith.training.examples import TokenizedData, read_records, tokenize_records
-from tunesmith.training.loss import autocast_context, dataset_loss, target_loss
+from tunesmith.training.loss import dataset_loss, target_loss
 from tunesmith.training.metrics import MetricsWriter
+from tunesmith.training.quantization import check_quantization, load_quantized
 from tunesmith.training.schedule import WarmupSchedule
 
 
@@ -86,12 +94,14 @@ class RunState:
     """The metric CSV rows so far (``metrics.py``), restored on resume."""
 
 
-def autocast_dtype(precision: str) -> torch.dtype | None:
-    if precision == "fp32":
-        return None
-    if precision == "bf16" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.bfloat16
-    return None
+def placement_for(config: TrainConfig, world: World) -> Placement:
+    """The device and precision of this rank: with several ranks on CUDA, each takes the
+    GPU of its local rank."""
+    chosen = place(config.device, config.precision)
+    if world.distributed and chosen.device.type == "cuda":
+        torch.cuda.set_device(world.local_rank)
+        return place(f"cuda:{world.local_rank}", config.precision)
+    return chosen
 
 
 class TrainingRun:
@@ -103,9 +113,12 @@ class TrainingRun:
     def __init__(
         self, config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None, stop: Callable[[], bool] | None = None
     ):
+        if distributed.restarted_by_torchrun() and latest_checkpoint(config.output) is not None:
+            config = dataclasses.replace(config, resume=True)  # torchrun restarted the ranks: go on from the checkpoint
         self.config = config
         self.on_step = on_step or (lambda info: None)
         self.stop = stop or (lambda: False)
+        self.world = distributed.world_from_environment()
         self.state = RunState()
         self.warnings: list[str] = []
         self._stop_requested = False
@@ -131,21 +144,25 @@ class TrainingRun:
             raise OutputError(f"{output} already holds a training run: pass --resume to continue it, or choose another --output")
         try:
             output.mkdir(parents=True, exist_ok=True)
-            probe = output / ".write-test"
-            probe.write_text("")
-            probe.unlink()
+            if self.world.is_main:  # one prober: ranks would race on the probe file
+                probe = output / ".write-test"
+                probe.write_text("")
+                probe.unlink()
         except OSError as exc:
             raise OutputError(f"cannot write to {output}: {exc.strerror or exc}") from exc
 
     def setup(self) -> None:
         config = self.config
+        self.placement = placement_for(config, self.world)
+        check_quantization(config.quantize, self.placement, config.method)
         self.report, self.source = self.check_inputs()
         self.tokenizer = load_tokenizer(self.source)
         self.train_data = self._tokenize([config.data])
         self.valid_data = self._tokenize(config.validation) if config.validation else None
         self.plan = self._plan()
+        distributed.join(self.world, self.placement.device)
         torch.manual_seed(config.seed)
-        model = load_model(self.source)
+        model = load_model(self.source) if config.quantize == "none" else load_quantized(self.source, config.quantize, self.placement)
         if config.method == "lora":
             from peft import LoraConfig, get_peft_model
 
@@ -154,16 +171,19 @@ class TrainingRun:
                 target_modules="all-linear", task_type="CAUSAL_LM",
             )
             model = get_peft_model(model, lora)
+        model.to(self.placement.device)
         model.train()
         self.model = model
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(trainable, lr=config.hyperparameters.learning_rate, weight_decay=0.0)
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.world.broadcast_parameters(self.trainable)
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=config.hyperparameters.learning_rate, weight_decay=0.0)
+        self.scaler = torch.amp.GradScaler(self.placement.device.type) if self.placement.needs_grad_scaler else None
         self.schedule = WarmupSchedule(config.hyperparameters.learning_rate, config.hyperparameters.learning_rate_warmup_steps)
-        self.autocast = autocast_dtype(config.precision)
-        self.metrics = MetricsWriter(config.output)
+        self.warnings = [*self.placement.warnings, *self.warnings]
+        self.metrics = MetricsWriter(config.output, enabled=self.world.is_main)
         checkpoint = latest_checkpoint(config.output) if config.resume else None
         if checkpoint is not None:
-            saved = load_checkpoint(checkpoint, self.model, self.optimizer)
+            saved = load_checkpoint(checkpoint, self.model, self.optimizer, rank=self.world.rank)
             self.state = RunState(
                 step=saved["step"], tokens=saved["tokens"], padded_tokens=saved["padded_tokens"],
                 elapsed_s=saved["elapsed_s"], last_validation_loss=saved.get("last_validation_loss"),
@@ -172,7 +192,8 @@ class TrainingRun:
             self._checkpointed_step = self.state.step
         self.metrics.start(self.state.history["training"], self.state.history["validation"])
         self.metrics.event(
-            "start", resumed_from=self.state.step, total_steps=self.total_steps, model=self.source.name, warnings=self.warnings
+            "start", resumed_from=self.state.step, total_steps=self.total_steps, model=self.source.name, warnings=self.warnings,
+            **self.placement.describe(), world_size=self.world.size,
         )
 
     def _plan(self) -> TrainingPlan:
@@ -213,40 +234,58 @@ class TrainingRun:
         return self._stop_requested
 
     def _optimizer_step(self, indices: list[int], lr: float) -> float | None:
-        """Forward and backward over the step's micro-batches, then one optimizer step; the
-        step's mean loss per target token. A stop before any micro-batch throws the partial
-        step away and returns None, leaving weights, optimizer, RNG and counters as they were
-        after the previous step: a run resumed from there repeats this step exactly."""
-        examples, state = self.train_data.examples, self.state
-        targets = sum(examples[i].target_count for i in indices)
-        rng, tokens, padded = torch.get_rng_state(), state.tokens, state.padded_tokens
+        """Forward and backward over this rank's share of the step, summed gradients, then one
+        optimizer step; the step's mean loss per target token over all ranks. A stop before
+        any micro-batch (agreed by all ranks) throws the partial step away and returns None,
+        leaving weights, optimizer, RNG and counters as they were after the previous step: a
+        run resumed from there repeats this step exactly."""
+        examples, state, world, device = self.train_data.examples, self.state, self.world, self.placement.device
+        targets = sum(examples[i].target_count for i in indices)  # over all ranks: every rank knows the whole step
+        groups = batches.micro_batches(distributed.share(indices, examples, world), examples, self.config.micro_batch_tokens)
+        rounds = max(self._micro_batch_count(indices, rank) for rank in range(world.size))
+        rng = capture_rng()
         for param_group in self.optimizer.param_groups:
             param_group["lr"] = lr
-        total = 0.0
-        for group in batches.micro_batches(indices, examples, self.config.micro_batch_tokens):
-            if self._stop_now():
+        loss_sum, tokens, padded = 0.0, 0, 0
+        for round_ in range(rounds):
+            if world.any(self._stop_now(), device):
                 self.optimizer.zero_grad(set_to_none=True)
-                torch.set_rng_state(rng)  # dropout masks drawn for the discarded micro-batches
-                state.tokens, state.padded_tokens = tokens, padded
+                restore_rng(rng)  # dropout masks drawn for the discarded micro-batches
                 return None
-            batch = batches.collate([examples[i] for i in group], self.tokenizer.pad_token_id)
-            with autocast_context(self.autocast):
-                loss_sum, _ = target_loss(self.model, batch)
-            (loss_sum / targets).backward()
-            total += loss_sum.item()
+            if round_ >= len(groups):
+                continue  # this rank's share is done; it still votes on stopping with the others
+            batch = {k: v.to(device) for k, v in batches.collate([examples[i] for i in groups[round_]], self.tokenizer.pad_token_id).items()}
+            with self.placement.autocast():
+                loss, _ = target_loss(self.model, batch)
+            scaled = loss / targets
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            loss_sum += loss.item()
             real = int(batch["attention_mask"].sum())
-            state.tokens += real
-            state.padded_tokens += batch["attention_mask"].numel() - real
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-        self.optimizer.step()
+            tokens, padded = tokens + real, padded + batch["attention_mask"].numel() - real
+        world.sum_gradients(self.trainable)
+        loss_sum, tokens, padded = world.sum([loss_sum, tokens, padded], device)
+        state.tokens, state.padded_tokens = state.tokens + int(tokens), state.padded_tokens + int(padded)
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.trainable, self.config.max_grad_norm)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return total / targets
+        return loss_sum / targets
+
+    def _micro_batch_count(self, indices: list[int], rank: int) -> int:
+        share = distributed.share(indices, self.train_data.examples, World(rank, self.world.size))
+        return len(batches.micro_batches(share, self.train_data.examples, self.config.micro_batch_tokens))
 
     def validation_loss(self) -> float | None:
-        if not self.valid_data or not self.valid_data.examples:
+        """Rank 0 alone computes it (the others wait at the next step's first all-reduce)."""
+        if not self.valid_data or not self.valid_data.examples or not self.world.is_main:
             return None
         return dataset_loss(
-            self.model, self.valid_data.examples, self.tokenizer.pad_token_id, self.config.micro_batch_tokens, self.autocast
+            self.model, self.valid_data.examples, self.tokenizer.pad_token_id, self.config.micro_batch_tokens, self.placement
         )
 
     def train(self) -> RunState:
@@ -304,14 +343,19 @@ class TrainingRun:
         if epoch_end or (config.save_every and state.step % config.save_every == 0):
             self.save_checkpoint()
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self) -> Path | None:
+        """Every rank hands rank 0 its RNG state; rank 0 writes the checkpoint (returns None elsewhere)."""
         state = self.state
+        rng_of_ranks = self.world.gather(capture_rng())
+        self._checkpointed_step = state.step
+        if not self.world.is_main:
+            return None
         saved = {
             "tokens": state.tokens, "padded_tokens": state.padded_tokens, "elapsed_s": state.elapsed_s,
-            "last_validation_loss": state.last_validation_loss, "history": state.history,
+            "last_validation_loss": state.last_validation_loss, "history": state.history, "world_size": self.world.size,
         }
-        path = save_checkpoint(self.config.output, state.step, self.model, self.optimizer, saved, self.config.keep_checkpoints)
-        self._checkpointed_step = state.step
+        path = save_checkpoint(self.config.output, state.step, self.model, self.optimizer, saved, self.config.keep_checkpoints,
+                               rng_of_ranks)
         self.metrics.event("checkpoint", step=state.step, path=str(path))
         return path
 

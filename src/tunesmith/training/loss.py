@@ -12,6 +12,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from tunesmith.devices import Placement
+
 
 def target_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over target tokens, and how many there were."""
@@ -26,22 +28,19 @@ def target_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, in
     return F.cross_entropy(logits, labels, reduction="sum"), int(labels.numel())
 
 
-def autocast_context(dtype: torch.dtype | None):
-    """bf16 autocast on CPU when ``dtype`` is set, nothing otherwise."""
-    return torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
-def dataset_loss(model, examples, pad_id: int, micro_batch_tokens: int, autocast: torch.dtype | None = None) -> float:
-    """Mean loss per target token over ``examples`` (no gradients; eval mode restored after)."""
+def dataset_loss(model, examples, pad_id: int, micro_batch_tokens: int, placement: Placement | None = None) -> float:
+    """Mean loss per target token over ``examples`` (no gradients; eval mode restored after),
+    on the model's device, in ``placement``'s precision (fp32 when None)."""
     from tunesmith.training import batches
 
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for group in batches.micro_batches(list(range(len(examples))), examples, micro_batch_tokens):
-            batch = batches.collate([examples[i] for i in group], pad_id)
-            with autocast_context(autocast):
+            batch = {k: v.to(device) for k, v in batches.collate([examples[i] for i in group], pad_id).items()}
+            with placement.autocast() if placement is not None else contextlib.nullcontext():
                 loss_sum, n = target_loss(model, batch)
             total, count = total + loss_sum.item(), count + n
     model.train(was_training)

@@ -35,9 +35,13 @@ def perplexity(loss: float) -> float:
 
 @dataclass
 class MetricsWriter:
-    """Writes the metric files under ``folder``; rows already recorded are kept on resume."""
+    """Writes the metric files under ``folder``; rows already recorded are kept on resume.
+
+    With ``enabled=False`` (ranks other than 0 of a data-parallel run) the rows are kept in
+    memory and nothing is written: one process owns the files."""
 
     folder: Path
+    enabled: bool = True
     training_rows: list[list] = field(default_factory=list)
     validation_rows: list[list] = field(default_factory=list)
 
@@ -49,6 +53,8 @@ class MetricsWriter:
         self._rewrite(VALIDATION_CSV, VALIDATION_COLUMNS, self.validation_rows)
 
     def _rewrite(self, relative: Path, columns: list[str], rows: list[list]) -> None:
+        if not self.enabled:
+            return
         path = self.folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as handle:
@@ -57,6 +63,8 @@ class MetricsWriter:
             writer.writerows(rows)
 
     def _append(self, relative: Path, row: list) -> None:
+        if not self.enabled:
+            return
         with (self.folder / relative).open("a", newline="") as handle:
             csv.writer(handle).writerow(row)
 
@@ -73,6 +81,8 @@ class MetricsWriter:
         self._append(VALIDATION_CSV, row)
 
     def event(self, kind: str, **fields) -> None:
+        if not self.enabled:
+            return
         record = {"event": kind, "time": round(time.time(), 3), **fields}
         with (self.folder / EVENTS).open("a") as handle:
             handle.write(json.dumps(record) + "\n")

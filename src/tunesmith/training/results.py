@@ -50,7 +50,7 @@ def write_results(run: TrainingRun) -> dict[str, Any]:
         model.save_pretrained(staging)
         run.tokenizer.save_pretrained(staging)
         _replace_folder(staging, output / "adapter")
-        model = model.merge_and_unload() if config.merge else None
+        model = model.merge_and_unload() if config.merge and config.quantize == "none" else None  # QLoRA: adapter only
     if model is not None:
         staging = output / ".model.partial"
         shutil.rmtree(staging, ignore_errors=True)
@@ -72,7 +72,10 @@ def write_results(run: TrainingRun) -> dict[str, Any]:
         "duplicationFactor": config.duplication,
         "seed": config.seed,
         "maxLength": config.max_length,
-        "precision": "bf16-autocast" if run.autocast is not None else "fp32",
+        "device": str(run.placement.device),
+        "precision": run.placement.precision,
+        "worldSize": run.world.size,
+        "quantize": config.quantize,
         "data": {
             "training": {"path": str(config.data), "sha256": file_sha256(config.data), "records": run.report.training.records},
             "validation": [

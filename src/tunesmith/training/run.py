@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.advisor import TrainingPlan
+from tunesmith.training import distributed
 from tunesmith.training.config import TrainConfig
 from tunesmith.training.loop import RunState, StepInfo, TrainingRun
 from tunesmith.training.results import write_results
@@ -45,12 +46,17 @@ def finetune(
     returns True the step in progress is thrown away and the run stops at a checkpoint of
     the last completed step (callers rate-limit ``stop`` themselves if it is costly).
     Raises ``DataError``, ``OutputError``, ``ModelUnavailableError`` ... before any model
-    loads when the inputs are unusable.
+    loads when the inputs are unusable. Under torchrun every rank calls it; rank 0 alone
+    writes the results and holds the manifest (None on the other ranks).
     """
     run = TrainingRun(config, on_step, stop)
-    run.setup()
-    if on_start is not None:
-        on_start(run)
-    state = run.train()
-    manifest = None if state.stopped else write_results(run)
+    try:
+        run.setup()
+        if on_start is not None:
+            on_start(run)
+        state = run.train()
+        manifest = None if state.stopped or not run.world.is_main else write_results(run)  # rank 0 writes the results
+        run.world.barrier()  # no rank leaves (and tears the group down) before the results are written
+    finally:
+        distributed.leave()
     return RunResult(state.stopped, manifest, run.plan, state, list(run.warnings), config.output)

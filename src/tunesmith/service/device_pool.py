@@ -1,0 +1,97 @@
+"""The devices jobs train on (``tunesmith serve --devices``) and which job holds which.
+
+- CUDA devices are handed out whole. A job holds its devices (``tunesmithConfig.devices``,
+  one by default) until its worker exits, and sees only them, through the worker's
+  ``CUDA_VISIBLE_DEVICES`` (inside the worker they are ``cuda:0``, ``cuda:1``...). A job that
+  asks for more devices than are free waits; jobs start in the order they were created, so
+  a big job is not starved by small ones behind it.
+- The CPU (or Apple's MPS) is shared by the ``--concurrency`` jobs at once. On the CPU, a
+  job's devices are its data-parallel ranks (gloo); MPS runs one rank.
+
+A job with several devices runs its worker under torchrun, one rank per device.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+MAX_JOB_DEVICES = 8
+"""The most devices (ranks) one job may ask for."""
+
+
+def parse_devices(text: str = "auto") -> list[str]:
+    """The devices ``--devices`` names, checked against this machine (DeviceError if absent).
+
+    ``auto``: every CUDA device, else MPS, else the CPU. ``cuda``: every CUDA device.
+    ``cpu`` or ``mps``: that device. ``cuda:0,cuda:2``: those CUDA devices.
+    """
+    import torch
+
+    from tunesmith.devices import DeviceError, resolve_device
+
+    names = [name.strip().lower() for name in text.split(",") if name.strip()] or ["auto"]
+    if names in (["auto"], ["cuda"]):
+        where = resolve_device(names[0])
+        if where.type == "cuda":
+            return [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+        return [where.type]
+    if len(names) == 1 and names[0] in ("cpu", "mps"):
+        return [resolve_device(names[0]).type]
+    devices: list[str] = []
+    for name in names:
+        if not name.startswith("cuda:"):
+            raise DeviceError(f"--devices {text}: {name!r} cannot be combined with other devices; give auto, cpu, mps, "
+                              "cuda (every CUDA device) or a list of CUDA devices such as cuda:0,cuda:1")
+        device = str(resolve_device(name))
+        if device not in devices:
+            devices.append(device)
+    return devices
+
+
+def visible_devices(devices: list[str], environ: dict[str, str] | None = None) -> str:
+    """``CUDA_VISIBLE_DEVICES`` for a worker that holds ``devices`` ("" hides every GPU).
+
+    ``cuda:N`` counts the devices this server sees: when the server runs under a
+    ``CUDA_VISIBLE_DEVICES`` of its own, N indexes into that list, as torch does.
+    """
+    environ = os.environ if environ is None else environ
+    indices = [int(device.split(":", 1)[1]) for device in devices if device.startswith("cuda:")]
+    ours = environ.get("CUDA_VISIBLE_DEVICES")
+    if ours is None:
+        return ",".join(str(index) for index in indices)
+    entries = [entry.strip() for entry in ours.split(",") if entry.strip()]
+    return ",".join(entries[index] for index in indices)
+
+
+@dataclass(frozen=True)
+class DevicePool:
+    devices: list[str]
+    """``cuda:N`` entries, or a single ``cpu`` or ``mps``."""
+
+    @property
+    def exclusive(self) -> bool:
+        """CUDA devices go to one job at a time; the CPU and MPS are shared."""
+        return self.devices[0].startswith("cuda:")
+
+    @property
+    def worker_device(self) -> str:
+        """The ``--device`` a worker gets: ``cuda`` (its visible devices), ``cpu`` or ``mps``."""
+        return "cuda" if self.exclusive else self.devices[0]
+
+    def problem(self, wanted: int) -> str | None:
+        """Why a job asking for ``wanted`` devices can never run here, or None."""
+        if self.exclusive and wanted > len(self.devices):
+            return (f"tunesmithConfig.devices is {wanted}, but this server trains on {len(self.devices)} device(s) "
+                    f"({', '.join(self.devices)})")
+        if self.devices == ["mps"] and wanted > 1:
+            return f"tunesmithConfig.devices is {wanted}, but this server trains on MPS, which runs one rank"
+        return None
+
+    def take(self, wanted: int, busy: set[str]) -> list[str] | None:
+        """The devices a job asking for ``wanted`` gets, given those ``busy`` in other jobs;
+        None while too few are free. Shared devices are always free."""
+        if not self.exclusive:
+            return list(self.devices)
+        free = [device for device in self.devices if device not in busy]
+        return free[:wanted] if len(free) >= wanted else None
