@@ -114,3 +114,4 @@ def test_a_killed_rank_stops_the_run_clearly_and_two_to_one_resume_completes_it(
     train(data, output, tiny_model, "--epochs", "1", "--save-every", "1", "--resume")  # 2 ranks -> 1
     train(data, tmp_path / "whole", tiny_model, "--epochs", "1")
     assert_close(losses(tmp_path / "whole"), losses(output))
+
