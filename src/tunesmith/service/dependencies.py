@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
+from tunesmith.service.protocol import PRINTABLE
 from tunesmith.service.settings import ServiceSettings
 from tunesmith.service.store import JobStore
 
@@ -28,3 +29,6 @@ def session_for(store: Annotated[JobStore, Depends(store_of)]) -> Iterator[Sessi
 
 SettingsDep = Annotated[ServiceSettings, Depends(settings_of)]
 StoreDep = Annotated[JobStore, Depends(store_of)]
+SessionDep = Annotated[Session, Depends(session_for)]
+IdentifierPath = Annotated[str, Path(min_length=1, max_length=2048, pattern=PRINTABLE, description="A name or an ARN.")]
+"""A job, model or deployment named in the URL."""

@@ -8,23 +8,21 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tunesmith.service import wire
-from tunesmith.service.dependencies import StoreDep, session_for
+from tunesmith.service.dependencies import IdentifierPath, SessionDep, StoreDep
 from tunesmith.service.errors import ConflictException, ResourceNotFoundException, ValidationException
 from tunesmith.service.listing import Filter, ListQuery, Timestamp, created_between, list_page
-from tunesmith.service.protocol import PRINTABLE, CreateDeploymentRequest, DeploymentArn, DeploymentDetail, DeploymentList, Empty
+from tunesmith.service.protocol import CreateDeploymentRequest, DeploymentArn, DeploymentDetail, DeploymentList, Empty
 from tunesmith.service.store import Deployment, JobStore, new_id, utcnow
 
 router = APIRouter()
 BASE = "/model-customization/custom-model-deployments"
-SessionDep = Annotated[Session, Depends(session_for)]
-IdentifierPath = Annotated[str, Path(min_length=1, max_length=2048, pattern=PRINTABLE, description="A name or an ARN.")]
 
 
 @router.post(BASE, status_code=202, response_model=DeploymentArn)

@@ -9,21 +9,20 @@ from __future__ import annotations
 import shutil
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
 from tunesmith.service import lifecycle, wire
-from tunesmith.service.dependencies import SettingsDep, StoreDep, session_for
+from tunesmith.service.dependencies import IdentifierPath, SessionDep, SettingsDep, StoreDep
 from tunesmith.service.device_pool import DevicePool
 from tunesmith.service.errors import ConflictException, ResourceNotFoundException, ValidationException
 from tunesmith.service.layout import JobFolder
 from tunesmith.service.lifecycle import JobStatus, TransitionError
 from tunesmith.service.listing import Filter, ListQuery, Timestamp, created_between, list_page
 from tunesmith.service.protocol import (
-    PRINTABLE,
     CreateJobRequest,
     Empty,
     JobArn,
@@ -40,8 +39,6 @@ from tunesmith.service.store import CustomModel, Job, JobStore, new_id, utcnow
 from tunesmith.tiers import UnknownModelError, resolve_tier
 
 router = APIRouter()
-SessionDep = Annotated[Session, Depends(session_for)]
-IdentifierPath = Annotated[str, Path(min_length=1, max_length=2048, pattern=PRINTABLE, description="A name or an ARN.")]
 MAX_EVENT_LINES = 100_000
 
 

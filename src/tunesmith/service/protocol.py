@@ -1,8 +1,11 @@
 """The wire protocol: typed request and response models of every route (pydantic).
 
-Lengths and patterns are Bedrock's (botocore's ``bedrock`` service model), with each
-pattern rewritten so that it cannot backtrack: pydantic checks them with Rust's linear-time
-regex engine, and the rewritten forms accept exactly the same strings. Requests are strict:
+Lengths and patterns are Bedrock's (botocore's ``bedrock`` service model), with each name
+and token pattern rewritten so that it cannot backtrack: pydantic checks them with Rust's
+linear-time regex engine, and the rewritten forms accept the same strings. Identifiers and
+URIs are deliberately broader than Bedrock's (tier names and local paths are accepted; only
+control characters are refused), and so are list filters such as ``nameContains``. Tag
+patterns use Rust's Unicode whitespace class where Bedrock's Java regex is ASCII. Requests are strict:
 wrong JSON types are refused, never coerced, and unknown fields are refused (nothing a
 client did not mean to send is stored). Control characters in names and URIs are refused.
 """
