@@ -115,3 +115,29 @@ def test_a_killed_rank_stops_the_run_clearly_and_two_to_one_resume_completes_it(
     train(data, tmp_path / "whole", tiny_model, "--epochs", "1")
     assert_close(losses(tmp_path / "whole"), losses(output))
 
+
+
+def test_sharded_full_fine_tuning_equals_one_process_and_resumes(tmp_path, tiny_model):
+    """--shard (FSDP over 2 gloo ranks) against plain full fine-tuning in one process: same
+    per-step loss, same final weights; a sharded checkpoint resumes to the same curve."""
+    from safetensors.torch import load_file as load_weights
+
+    data = write_jsonl(tmp_path / "t.jsonl", arithmetic(129))
+    train(data, tmp_path / "one", tiny_model, "--epochs", "2", "--method", "full")
+    train(data, tmp_path / "two", tiny_model, "--epochs", "2", "--method", "full", "--nproc", "2", "--shard")
+    assert_close(losses(tmp_path / "one"), losses(tmp_path / "two"))
+    a, b = (load_weights(str(tmp_path / side / "model" / "model.safetensors")) for side in ("one", "two"))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], rtol=1e-4, atol=1e-6), name
+    train(data, tmp_path / "split", tiny_model, "--epochs", "1", "--method", "full", "--nproc", "2", "--shard")
+    train(data, tmp_path / "split", tiny_model, "--epochs", "2", "--method", "full", "--nproc", "2", "--shard", "--resume")
+    assert_close(losses(tmp_path / "one"), losses(tmp_path / "split"))
+
+
+def test_shard_is_refused_where_it_cannot_work(tmp_path, tiny_model):
+    data = write_jsonl(tmp_path / "t.jsonl", arithmetic(20))
+    lora = train(data, tmp_path / "a", tiny_model, "--shard", "--nproc", "2", check=False)
+    assert lora.returncode != 0 and "use --method full" in lora.stderr
+    single = train(data, tmp_path / "b", tiny_model, "--shard", "--method", "full", check=False)
+    assert single.returncode == 1 and "start 2 or more with --nproc N" in single.stderr and "Traceback" not in single.stderr

@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # importing the loop loads torch: only when the command runs
 @config_options(TrainConfig, ["duplication", "method", "kind"], flags={"duplication": "--duplicate"})
 @config_options(LoraSettings, ["rank", "alpha", "dropout"], prefix="lora")
 @config_options(TrainConfig, ["max_length", "micro_batch_tokens", "seed", "save_every", "eval_every", "keep_checkpoints", "device",
-                               "precision", "quantize", "resume"])
+                               "precision", "shard", "quantize", "resume"])
 @click.option("--nproc", type=click.IntRange(1, 1024), default=1, show_default=True,
               help="Data-parallel ranks on this machine, started by torchrun (gloo on CPU, NCCL on CUDA).")
 @json_option

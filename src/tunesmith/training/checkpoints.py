@@ -63,16 +63,18 @@ def restore_rng(rng: dict[str, list]) -> None:
 
 def save_checkpoint(
     output: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], keep: int,
-    rng_of_ranks: list[dict] | None = None,
+    rng_of_ranks: list[dict] | None = None, weights: dict[str, torch.Tensor] | None = None, optimizer_state: dict | None = None,
 ) -> Path:
-    """``rng_of_ranks``: every rank's :func:`capture_rng`, in rank order (this process's alone by default)."""
+    """``rng_of_ranks``: every rank's :func:`capture_rng`, in rank order (this process's alone by
+    default). ``weights`` and ``optimizer_state``: what to save instead of the model's trainable
+    parameters and the optimizer's own state (a sharded run gathers them first)."""
     folder = checkpoint_dir(output)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{PREFIX}{step:06d}"
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=folder))
     try:
-        save_file(trainable_state(model), str(staging / "trainable.safetensors"))
-        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+        save_file(weights if weights is not None else trainable_state(model), str(staging / "trainable.safetensors"))
+        torch.save(optimizer_state if optimizer_state is not None else optimizer.state_dict(), staging / "optimizer.pt")
         ranks = rng_of_ranks or [capture_rng()]
         rng = {**ranks[0], "ranks": ranks}
         (staging / "state.json").write_text(json.dumps({**state, "step": step, "rng": rng}))
@@ -93,7 +95,9 @@ def save_checkpoint(
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int = 0) -> dict[str, Any]:
     """Weights, optimizer and this rank's random state from ``path``. A rank the checkpoint
     has no state for (it was saved by fewer ranks) continues from rank 0's."""
-    weights = load_file(str(path / "trainable.safetensors"))
+    weights, optimizer_state, state = read_checkpoint(path)
+    if state.get("sharded"):
+        raise CheckpointError(f"{path} was written by a --shard run: resume it with --shard")
     params = dict(model.named_parameters())
     missing = [name for name in weights if name not in params]
     if missing:
@@ -101,8 +105,19 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    state = json.loads((path / "state.json").read_text())
+    optimizer.load_state_dict(optimizer_state)
+    restore_rank_rng(state, rank)
+    return state
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict, dict[str, Any]]:
+    """(weights, optimizer state, state.json) as written."""
+    weights = load_file(str(path / "trainable.safetensors"))
+    optimizer_state = torch.load(path / "optimizer.pt", weights_only=True)
+    return weights, optimizer_state, json.loads((path / "state.json").read_text())
+
+
+def restore_rank_rng(state: dict[str, Any], rank: int) -> None:
+    """This rank's random state from a checkpoint's ``state.json`` (rank 0's when it has none)."""
     ranks = state["rng"].get("ranks") or [state["rng"]]
     restore_rng(ranks[rank] if rank < len(ranks) else ranks[0])
-    return state

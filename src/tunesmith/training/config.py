@@ -103,6 +103,7 @@ class TrainConfig:
     precision: Precision = setting(
         "auto", help="auto: bf16 on Ampere+ GPUs and CPUs with native bf16, fp16 with loss scaling on older GPUs, else fp32.")
     """On a CPU, bf16 needs AVX-512 BF16 or AMX to be faster; fp32 is exact across machines."""
+    shard: bool = setting(False, help="Full fine-tuning with parameters, gradients and optimizer state split over the ranks (FSDP); needs --nproc 2+.")
     quantize: Quantize = setting("none", help="QLoRA: LoRA over a base quantized to 4 or 8 bits by bitsandbytes (CUDA only).")
     resume: bool = setting(False, help="Continue the run in the output folder from its last checkpoint.")
     max_grad_norm: float = 1.0

@@ -50,10 +50,11 @@ from tunesmith.training.checkpoints import capture_rng, latest_checkpoint, load_
 from tunesmith.training.config import TrainConfig
 from tunesmith.training.distributed import World
 from tunesmith.training.examples import TokenizedData, read_records, tokenize_records
-from tunesmith.training.loss import dataset_loss, target_loss
+from tunesmith.training.loss import dataset_loss, forward_target_loss, target_loss
 from tunesmith.training.metrics import MetricsWriter
 from tunesmith.training.quantization import check_quantization, load_quantized
 from tunesmith.training.schedule import WarmupSchedule
+from tunesmith.training.sharding import check_sharding, full_optimizer_state, full_weights, load_sharded_checkpoint, shard_model
 
 
 class OutputError(TunesmithError, ValueError):
@@ -155,6 +156,7 @@ class TrainingRun:
         config = self.config
         self.placement = placement_for(config, self.world)
         check_quantization(config.quantize, self.placement, config.method)
+        check_sharding(config.shard, config.method, self.world)
         self.report, self.source = self.check_inputs()
         self.tokenizer = load_tokenizer(self.source)
         self.train_data = self._tokenize([config.data])
@@ -172,10 +174,13 @@ class TrainingRun:
             )
             model = get_peft_model(model, lora)
         model.to(self.placement.device)
+        if config.shard:
+            shard_model(model, self.world, self.placement.device)
         model.train()
         self.model = model
         self.trainable = [p for p in model.parameters() if p.requires_grad]
-        self.world.broadcast_parameters(self.trainable)
+        if not config.shard:
+            self.world.broadcast_parameters(self.trainable)
         self.optimizer = torch.optim.AdamW(self.trainable, lr=config.hyperparameters.learning_rate, weight_decay=0.0)
         self.scaler = torch.amp.GradScaler(self.placement.device.type) if self.placement.needs_grad_scaler else None
         self.schedule = WarmupSchedule(config.hyperparameters.learning_rate, config.hyperparameters.learning_rate_warmup_steps)
@@ -183,7 +188,8 @@ class TrainingRun:
         self.metrics = MetricsWriter(config.output, enabled=self.world.is_main)
         checkpoint = latest_checkpoint(config.output) if config.resume else None
         if checkpoint is not None:
-            saved = load_checkpoint(checkpoint, self.model, self.optimizer, rank=self.world.rank)
+            load = load_sharded_checkpoint if config.shard else load_checkpoint
+            saved = load(checkpoint, self.model, self.optimizer, rank=self.world.rank)
             self.state = RunState(
                 step=saved["step"], tokens=saved["tokens"], padded_tokens=saved["padded_tokens"],
                 elapsed_s=saved["elapsed_s"], last_validation_loss=saved.get("last_validation_loss"),
@@ -246,23 +252,29 @@ class TrainingRun:
         rng = capture_rng()
         for param_group in self.optimizer.param_groups:
             param_group["lr"] = lr
-        loss_sum, tokens, padded = 0.0, 0, 0
+        loss_sum, tokens, padded, sharded = 0.0, 0, 0, self.config.shard
         for round_ in range(rounds):
             if world.any(self._stop_now(), device):
                 self.optimizer.zero_grad(set_to_none=True)
                 restore_rng(rng)  # dropout masks drawn for the discarded micro-batches
                 return None
-            if round_ >= len(groups):
+            if round_ >= len(groups) and not sharded:
                 continue  # this rank's share is done; it still votes on stopping with the others
-            batch = {k: v.to(device) for k, v in batches.collate([examples[i] for i in groups[round_]], self.tokenizer.pad_token_id).items()}
+            # Sharded, every forward and backward is a collective: a rank with nothing left runs a zero-weighted batch.
+            group, weight = (groups[round_], 1.0) if round_ < len(groups) else ([indices[0]], 0.0)
+            weight *= world.size if sharded else 1  # FSDP averages over ranks; the step wants the sum
+            if sharded:
+                self.model.set_requires_gradient_sync(round_ == rounds - 1)  # reduce-scatter once, after the last
+            batch = {k: v.to(device) for k, v in batches.collate([examples[i] for i in group], self.tokenizer.pad_token_id).items()}
             with self.placement.autocast():
-                loss, _ = target_loss(self.model, batch)
-            scaled = loss / targets
+                loss, _ = (forward_target_loss if sharded else target_loss)(self.model, batch)
+            scaled = loss * weight / targets
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            loss_sum += loss.item()
-            real = int(batch["attention_mask"].sum())
-            tokens, padded = tokens + real, padded + batch["attention_mask"].numel() - real
-        world.sum_gradients(self.trainable)
+            if round_ < len(groups):
+                real = int(batch["attention_mask"].sum())
+                loss_sum, tokens, padded = loss_sum + loss.item(), tokens + real, padded + batch["attention_mask"].numel() - real
+        if not sharded:
+            world.sum_gradients(self.trainable)
         loss_sum, tokens, padded = world.sum([loss_sum, tokens, padded], device)
         state.tokens, state.padded_tokens = state.tokens + int(tokens), state.padded_tokens + int(padded)
         if self.scaler:
@@ -347,15 +359,19 @@ class TrainingRun:
         """Every rank hands rank 0 its RNG state; rank 0 writes the checkpoint (returns None elsewhere)."""
         state = self.state
         rng_of_ranks = self.world.gather(capture_rng())
+        weights = optimizer_state = None
+        if self.config.shard:  # every rank takes part in gathering the full tensors
+            weights, optimizer_state = full_weights(self.model), full_optimizer_state(self.model, self.optimizer)
         self._checkpointed_step = state.step
         if not self.world.is_main:
             return None
         saved = {
             "tokens": state.tokens, "padded_tokens": state.padded_tokens, "elapsed_s": state.elapsed_s,
             "last_validation_loss": state.last_validation_loss, "history": state.history, "world_size": self.world.size,
+            "sharded": self.config.shard,
         }
         path = save_checkpoint(self.config.output, state.step, self.model, self.optimizer, saved, self.config.keep_checkpoints,
-                               rng_of_ranks)
+                               rng_of_ranks, weights, optimizer_state)
         self.metrics.event("checkpoint", step=state.step, path=str(path))
         return path
 

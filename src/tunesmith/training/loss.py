@@ -28,6 +28,16 @@ def target_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, in
     return F.cross_entropy(logits, labels, reduction="sum"), int(labels.numel())
 
 
+def forward_target_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """:func:`target_loss` through the model's own ``forward`` (every position's logits): for
+    FSDP, which gathers parameters in forward hooks that calling submodules would skip."""
+    ids, attention = batch["input_ids"], batch["attention_mask"]
+    logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits
+    select = batch["targets"][:, 1:] & attention[:, 1:].bool()
+    labels = ids[:, 1:][select]
+    return F.cross_entropy(logits[:, :-1][select].float(), labels, reduction="sum"), int(labels.numel())
+
+
 def dataset_loss(model, examples, pad_id: int, micro_batch_tokens: int, placement: Placement | None = None) -> float:
     """Mean loss per target token over ``examples`` (no gradients; eval mode restored after),
     on the model's device, in ``placement``'s precision (fp32 when None)."""

@@ -12,6 +12,7 @@ from tunesmith.training import distributed
 from tunesmith.training.config import TrainConfig
 from tunesmith.training.loop import RunState, StepInfo, TrainingRun
 from tunesmith.training.results import write_results
+from tunesmith.training.sharding import unsharded_copy
 
 
 @dataclass
@@ -55,6 +56,8 @@ def finetune(
         if on_start is not None:
             on_start(run)
         state = run.train()
+        if run.config.shard and not state.stopped:  # the result folder needs the weights whole
+            run.model = unsharded_copy(run.model, run.source, run.world)
         manifest = None if state.stopped or not run.world.is_main else write_results(run)  # rank 0 writes the results
         run.world.barrier()  # no rank leaves (and tears the group down) before the results are written
     finally:
