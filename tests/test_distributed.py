@@ -141,3 +141,4 @@ def test_shard_is_refused_where_it_cannot_work(tmp_path, tiny_model):
     assert lora.returncode != 0 and "use --method full" in lora.stderr
     single = train(data, tmp_path / "b", tiny_model, "--shard", "--method", "full", check=False)
     assert single.returncode == 1 and "start 2 or more with --nproc N" in single.stderr and "Traceback" not in single.stderr
+

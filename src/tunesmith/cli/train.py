@@ -39,16 +39,18 @@ if TYPE_CHECKING:  # importing the loop loads torch: only when the command runs
                                "precision", "shard", "quantize", "resume"])
 @click.option("--nproc", type=click.IntRange(1, 1024), default=1, show_default=True,
               help="Data-parallel ranks on this machine, started by torchrun (gloo on CPU, NCCL on CUDA).")
+@click.option("--max-restarts", type=click.IntRange(0), default=0, show_default=True,
+              help="With --nproc: torchrun restarts all ranks this many times after a failure; they resume from the last checkpoint.")
 @json_option
 @click.pass_context
 def train(ctx: click.Context, data: str, validation: tuple[str, ...], advised: bool, as_json: bool, nproc: int,
-          **options: Any) -> None:
+          max_restarts: int, **options: Any) -> None:
     """Train on DATA (JSONL) and write checkpoints, metrics and the trained model to --output."""
     from tunesmith.training import finetune
     from tunesmith.training.distributed import world_from_environment
 
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        raise SystemExit(launch_ranks(nproc, options["output"]))
+        raise SystemExit(launch_ranks(nproc, max_restarts, options["output"]))
     main = world_from_environment().is_main
     sent = hyperparameter_flags(options)
     if advised and (sent or ctx.get_parameter_source("duplication") is not ParameterSource.DEFAULT):
@@ -74,7 +76,7 @@ def train(ctx: click.Context, data: str, validation: tuple[str, ...], advised: b
     show_result(result)
 
 
-def launch_ranks(nproc: int, output: str) -> int:
+def launch_ranks(nproc: int, max_restarts: int, output: str) -> int:
     """Run this same command as ``nproc`` ranks under torchrun (one machine); the exit code."""
     import subprocess
     import sys
@@ -82,15 +84,15 @@ def launch_ranks(nproc: int, output: str) -> int:
     from tunesmith.training.checkpoints import latest_checkpoint
 
     args, skip = [], False
-    for arg in sys.argv[1:]:  # this command line without --nproc: torchrun's ranks run the rest
+    for arg in sys.argv[1:]:  # this command line without --nproc/--max-restarts: torchrun's ranks run the rest
         if skip:
             skip = False
-        elif arg == "--nproc":
+        elif arg in ("--nproc", "--max-restarts"):
             skip = True
-        elif not arg.startswith("--nproc="):
+        elif not arg.startswith(("--nproc=", "--max-restarts=")):
             args.append(arg)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "tunesmith", *args]
+               f"--max-restarts={max_restarts}", "-m", "tunesmith", *args]
     code = subprocess.call(command)
     if code != 0:
         from pathlib import Path

@@ -3,11 +3,10 @@
 Processes are started by torchrun (``torch.distributed.run``): ``tunesmith train --nproc N``
 runs it for one machine, and ``torchrun --nnodes ... -m tunesmith train`` spans several.
 torchrun's agent watches the ranks: when one dies it stops the others and reports the
-failure; ``--resume`` then continues from the last checkpoint on any number of ranks. Ranks
-that torchrun itself restarts (``--max-restarts``) resume from the checkpoint on their own,
-but on gloo the restarted ranks were seen failing to reconnect (each dialled the other's
-old address), so that path is not relied on or tested. The backend is NCCL on CUDA and gloo
-on the CPU.
+failure; ``--resume`` then continues from the last checkpoint on any number of ranks, and
+ranks torchrun restarts itself (``--max-restarts``) resume from it on their own (on gloo
+the restarted ranks often fail to reconnect, a torch issue reproduced without tunesmith:
+``--resume`` is the dependable path). The backend is NCCL on CUDA and gloo on the CPU.
 
 What each optimizer step does, on every rank:
 - It takes the step's records (the same records the 1-process run takes: the order is a

@@ -377,14 +377,19 @@ class TrainingRun:
 
     @contextlib.contextmanager
     def _stop_signals(self):
-        """SIGINT/SIGTERM stop the loop before its next micro-batch (see ``_optimizer_step``)."""
+        """SIGINT/SIGTERM stop the loop before its next micro-batch (see ``_optimizer_step``).
+
+        Not under torchrun: its agent owns the ranks' signals (it SIGTERMs the survivors when
+        one rank fails, and restarts them with ``--max-restarts``); a rank that turned SIGTERM
+        into a graceful stop lingered in a dead collective and the restarted ranks could not
+        connect. There the last checkpoint is what a signal leaves behind."""
 
         def request_stop(signum, frame):
             self._stop_requested = True
 
         previous = {}
         try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM) if not self.world.distributed else ():
                 previous[sig] = signal.signal(sig, request_stop)
         except ValueError:  # not the main thread: no signal handling
             previous = {}
