@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from tunesmith.devices import Placement, place
 from tunesmith.training.examples import Example
 
 
@@ -101,6 +102,16 @@ class World:
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
+
+
+def placement_for(device: str, precision: str, world: World) -> Placement:
+    """The device and precision of this rank: with several ranks on CUDA, each takes the GPU
+    of its local rank."""
+    chosen = place(device, precision)
+    if world.distributed and chosen.device.type == "cuda":
+        torch.cuda.set_device(world.local_rank)
+        return place(f"cuda:{world.local_rank}", precision)
+    return chosen
 
 
 def world_from_environment() -> World:

@@ -28,9 +28,7 @@ Features and their trade-offs:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +39,6 @@ import torch
 
 from tunesmith.advisor import TrainingPlan, plan_training
 from tunesmith.datasets import DataError, ValidationReport, validate_dataset
-from tunesmith.devices import Placement, place
 from tunesmith.errors import TunesmithError
 from tunesmith.models.loading import load_model, load_tokenizer
 from tunesmith.models.registry import ModelSource, resolve_model
@@ -55,6 +52,7 @@ from tunesmith.training.metrics import MetricsWriter
 from tunesmith.training.quantization import check_quantization, load_quantized
 from tunesmith.training.schedule import WarmupSchedule
 from tunesmith.training.sharding import check_sharding, full_optimizer_state, full_weights, load_sharded_checkpoint, shard_model
+from tunesmith.training.stopping import stop_on_signals
 
 
 class OutputError(TunesmithError, ValueError):
@@ -93,16 +91,6 @@ class RunState:
     last_validation_loss: float | None = None
     history: dict[str, list] = field(default_factory=lambda: {"training": [], "validation": []})
     """The metric CSV rows so far (``metrics.py``), restored on resume."""
-
-
-def placement_for(config: TrainConfig, world: World) -> Placement:
-    """The device and precision of this rank: with several ranks on CUDA, each takes the
-    GPU of its local rank."""
-    chosen = place(config.device, config.precision)
-    if world.distributed and chosen.device.type == "cuda":
-        torch.cuda.set_device(world.local_rank)
-        return place(f"cuda:{world.local_rank}", config.precision)
-    return chosen
 
 
 class TrainingRun:
@@ -154,7 +142,7 @@ class TrainingRun:
 
     def setup(self) -> None:
         config = self.config
-        self.placement = placement_for(config, self.world)
+        self.placement = distributed.placement_for(config.device, config.precision, self.world)
         check_quantization(config.quantize, self.placement, config.method)
         check_sharding(config.shard, config.method, self.world)
         self.report, self.source = self.check_inputs()
@@ -305,7 +293,7 @@ class TrainingRun:
         config, state = self.config, self.state
         n, dup, size = len(self.train_data.examples), config.duplication, self.plan.effective_batch_size
         epoch_batches: dict[int, list[list[int]]] = {}
-        with self._stop_signals():
+        with stop_on_signals(self.request_stop, enabled=not self.world.distributed):
             while state.step < self.total_steps:
                 started = time.perf_counter()
                 tokens_before = state.tokens
@@ -374,30 +362,6 @@ class TrainingRun:
                                rng_of_ranks, weights, optimizer_state)
         self.metrics.event("checkpoint", step=state.step, path=str(path))
         return path
-
-    @contextlib.contextmanager
-    def _stop_signals(self):
-        """SIGINT/SIGTERM stop the loop before its next micro-batch (see ``_optimizer_step``).
-
-        Not under torchrun: its agent owns the ranks' signals (it SIGTERMs the survivors when
-        one rank fails, and restarts them with ``--max-restarts``); a rank that turned SIGTERM
-        into a graceful stop lingered in a dead collective and the restarted ranks could not
-        connect. There the last checkpoint is what a signal leaves behind."""
-
-        def request_stop(signum, frame):
-            self._stop_requested = True
-
-        previous = {}
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM) if not self.world.distributed else ():
-                previous[sig] = signal.signal(sig, request_stop)
-        except ValueError:  # not the main thread: no signal handling
-            previous = {}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
     def request_stop(self) -> None:
         """Stop before the next micro-batch, as ``stop()`` returning True does (for other threads)."""
