@@ -58,6 +58,8 @@ def config_options(settings: type, names: list[str], prefix: str = "", flags: Ma
         for name in reversed(names):
             keyword = f"{prefix}_{name}" if prefix else name
             flag = (flags or {}).get(name, "--" + keyword.replace("_", "-"))
+            if hints[name] is bool and by_name[name].default is True:
+                flag = f"{flag}/--no-{flag[2:]}"  # on by default: the flag turns it off
             command = click.option(flag, keyword, **_option_settings(by_name[name], hints[name]))(command)
         return command
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # importing the loop loads torch: only when the command runs
 @click.option("--advised", is_flag=True, help="Use the advisor's hyperparameters and duplication for this dataset and tier.")
 @config_options(TrainConfig, ["duplication", "method", "kind"], flags={"duplication": "--duplicate"})
 @config_options(LoraSettings, ["rank", "alpha", "dropout"], prefix="lora")
-@config_options(TrainConfig, ["max_length", "micro_batch_tokens", "seed", "save_every", "eval_every", "keep_checkpoints", "device",
+@config_options(TrainConfig, ["max_length", "micro_batch_tokens", "share_prefixes", "seed", "save_every", "eval_every", "keep_checkpoints", "device",
                                "precision", "shard", "quantize", "resume"])
 @click.option("--nproc", type=click.IntRange(1, 1024), default=1, show_default=True,
               help="Data-parallel ranks on this machine, started by torchrun (gloo on CPU, NCCL on CUDA).")
@@ -139,6 +139,8 @@ def show_result(result: RunResult) -> None:
         ["final validation loss", summary["finalValidationLoss"] if summary["finalValidationLoss"] is not None else "-"],
         ["tokens/s", summary["tokensPerSecond"]],
         ["padding", f"{summary['paddingFraction']:.1%}"],
+        ["shared prefix", f"{summary['sharedPrefixFraction']:.1%} of tokens computed once per micro-batch"],
+        ["peak memory", f"{summary['peakMemoryMB']:,.0f} MB"],
         ["wall time", f"{summary['wallSeconds']:.0f} s"],
         ["model", f"{output}/model (merged, HF safetensors)"],
         ["metrics", f"{output}/training_artifacts/step_wise_training_metrics.csv, {output}/loss_curve.png"],

@@ -95,6 +95,8 @@ class TrainConfig:
     max_length: int = setting(1024, minimum=8, help="Longer records are cut (and counted).")
     micro_batch_tokens: int = setting(2048, minimum=64, help="Padded tokens per forward pass.")
     """Gradient accumulation over micro-batches reaches the effective batch; this bounds memory."""
+    share_prefixes: bool = setting(True, help="Compute a token prefix that records of a micro-batch share (system prompt, template) once.")
+    """Same loss and gradients up to float rounding (``training/shared_loss.py``); off only to compare."""
     seed: int = setting(0, help="Seeds the initial adapter weights, the shuffles and dropout.")
     save_every: int | None = setting(None, minimum=1, help="Also checkpoint every N optimizer steps (always at each epoch end).")
     keep_checkpoints: int = setting(2, minimum=1, help="Checkpoints kept on disk; older ones are deleted.")

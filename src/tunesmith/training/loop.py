@@ -48,10 +48,13 @@ from tunesmith.training.config import TrainConfig
 from tunesmith.training.distributed import World
 from tunesmith.training.examples import TokenizedData, read_records, tokenize_records
 from tunesmith.training.loss import dataset_loss, forward_target_loss, target_loss
+from tunesmith.training.memory import peak_memory_mb
 from tunesmith.training.metrics import MetricsWriter
+from tunesmith.training.prefixes import prefix_groups
 from tunesmith.training.quantization import check_quantization, load_quantized
 from tunesmith.training.schedule import WarmupSchedule
 from tunesmith.training.sharding import check_sharding, full_optimizer_state, full_weights, load_sharded_checkpoint, shard_model
+from tunesmith.training.shared_loss import computed_positions, micro_batch_loss, supports_shared_prefix
 from tunesmith.training.stopping import stop_on_signals
 
 
@@ -86,6 +89,8 @@ class RunState:
     """Non-padding tokens processed."""
     padded_tokens: int = 0
     """Padding positions processed."""
+    shared_tokens: int = 0
+    """Token positions not recomputed: prefixes shared within a micro-batch, computed once."""
     elapsed_s: float = 0.0
     stopped: bool = False
     last_validation_loss: float | None = None
@@ -167,6 +172,7 @@ class TrainingRun:
         model.train()
         self.model = model
         self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.share_prefixes = config.share_prefixes and not config.shard and supports_shared_prefix(model)
         if not config.shard:
             self.world.broadcast_parameters(self.trainable)
         self.optimizer = torch.optim.AdamW(self.trainable, lr=config.hyperparameters.learning_rate, weight_decay=0.0)
@@ -179,7 +185,7 @@ class TrainingRun:
             load = load_sharded_checkpoint if config.shard else load_checkpoint
             saved = load(checkpoint, self.model, self.optimizer, rank=self.world.rank)
             self.state = RunState(
-                step=saved["step"], tokens=saved["tokens"], padded_tokens=saved["padded_tokens"],
+                step=saved["step"], tokens=saved["tokens"], padded_tokens=saved["padded_tokens"], shared_tokens=saved.get("shared_tokens", 0),
                 elapsed_s=saved["elapsed_s"], last_validation_loss=saved.get("last_validation_loss"),
                 history=saved["history"],
             )
@@ -240,7 +246,7 @@ class TrainingRun:
         rng = capture_rng()
         for param_group in self.optimizer.param_groups:
             param_group["lr"] = lr
-        loss_sum, tokens, padded, sharded = 0.0, 0, 0, self.config.shard
+        loss_sum, tokens, padded, shared, sharded = 0.0, 0, 0, 0, self.config.shard
         for round_ in range(rounds):
             if world.any(self._stop_now(), device):
                 self.optimizer.zero_grad(set_to_none=True)
@@ -253,18 +259,18 @@ class TrainingRun:
             weight *= world.size if sharded else 1  # FSDP averages over ranks; the step wants the sum
             if sharded:
                 self.model.set_requires_gradient_sync(round_ == rounds - 1)  # reduce-scatter once, after the last
-            batch = {k: v.to(device) for k, v in batches.collate([examples[i] for i in group], self.tokenizer.pad_token_id).items()}
-            with self.placement.autocast():
-                loss, _ = (forward_target_loss if sharded else target_loss)(self.model, batch)
+            loss, computed, saved = self._micro_batch(group)
             scaled = loss * weight / targets
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             if round_ < len(groups):
-                real = int(batch["attention_mask"].sum())
-                loss_sum, tokens, padded = loss_sum + loss.item(), tokens + real, padded + batch["attention_mask"].numel() - real
+                real = sum(len(examples[i]) for i in group)
+                loss_sum, tokens, padded = loss_sum + loss.item(), tokens + real, padded + computed - (real - saved)
+                shared += saved
         if not sharded:
             world.sum_gradients(self.trainable)
-        loss_sum, tokens, padded = world.sum([loss_sum, tokens, padded], device)
+        loss_sum, tokens, padded, shared = world.sum([loss_sum, tokens, padded, shared], device)
         state.tokens, state.padded_tokens = state.tokens + int(tokens), state.padded_tokens + int(padded)
+        state.shared_tokens += int(shared)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.trainable, self.config.max_grad_norm)
@@ -275,6 +281,23 @@ class TrainingRun:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss_sum / targets
+
+    def _micro_batch(self, group: list[int]) -> tuple[torch.Tensor, int, int]:
+        """Summed loss over one micro-batch (in the placement's precision), the token positions
+        the decoder ran over, and those a shared prefix saved."""
+        examples, device, pad = self.train_data.examples, self.placement.device, self.tokenizer.pad_token_id
+        with self.placement.autocast():
+            if self.share_prefixes:
+                parts = prefix_groups(self.token_ids, group)
+                loss, _ = micro_batch_loss(self.model, examples, parts, pad, device)
+                return loss, computed_positions(examples, parts), sum(p.saved_tokens for p in parts)
+            batch = {k: v.to(device) for k, v in batches.collate([examples[i] for i in group], pad).items()}
+            loss, _ = (forward_target_loss if self.config.shard else target_loss)(self.model, batch)
+        return loss, batch["attention_mask"].numel(), 0
+
+    @property
+    def token_ids(self) -> list[list[int]]:
+        return [e.input_ids for e in self.train_data.examples]
 
     def _micro_batch_count(self, indices: list[int], rank: int) -> int:
         share = distributed.share(indices, self.train_data.examples, World(rank, self.world.size))
@@ -354,7 +377,7 @@ class TrainingRun:
         if not self.world.is_main:
             return None
         saved = {
-            "tokens": state.tokens, "padded_tokens": state.padded_tokens, "elapsed_s": state.elapsed_s,
+            "tokens": state.tokens, "padded_tokens": state.padded_tokens, "shared_tokens": state.shared_tokens, "elapsed_s": state.elapsed_s,
             "last_validation_loss": state.last_validation_loss, "history": state.history, "world_size": self.world.size,
             "sharded": self.config.shard,
         }
@@ -378,6 +401,9 @@ class TrainingRun:
             "totalSteps": self.total_steps,
             "tokens": self.state.tokens,
             "paddingFraction": round(self.padding_fraction, 4),
+            "sharedPrefixTokens": self.state.shared_tokens,
+            "sharedPrefixFraction": round(self.state.shared_tokens / self.state.tokens, 4) if self.state.tokens else 0.0,
+            "peakMemoryMB": peak_memory_mb(self.placement.device),
             "tokensPerSecond": round(self.state.tokens / self.state.elapsed_s, 1) if self.state.elapsed_s else None,
             "wallSeconds": round(self.state.elapsed_s, 1),
         }
