@@ -129,6 +129,26 @@ def test_validate_counts_tokens_with_a_models_tokenizer(in_tmp, tiny_model):
     assert "tokens (" in run("validate", "t.jsonl", "--tokens", tiny_model).output
 
 
+def test_validate_reports_the_share_of_tokens_in_shared_prefixes(in_tmp, tiny_model):
+    from tunesmith.models.loading import load_tokenizer
+    from tunesmith.models.registry import resolve_model
+
+    system = "You are a careful assistant. " * 8
+    write_jsonl(in_tmp / "plain.jsonl", arithmetic(10))
+    write_jsonl(in_tmp / "system.jsonl", [conversation(f"What is {i} plus {i}?", f"{i} plus {i} is {2 * i}.", system=system) for i in range(10)])
+    tokens = json.loads(run("validate", "system.jsonl", "--tokens", tiny_model, "--json").output)["stats"]["tokens"]
+    # every record repeats the system turn and "What is"; what follows differs from the first digit on
+    header = f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\nWhat is"
+    shared = len(load_tokenizer(resolve_model(str(tiny_model)))(header, add_special_tokens=False)["input_ids"])
+    assert tokens["perRecord"]["min"] == tokens["perRecord"]["max"]
+    assert tokens["sharedPrefixShare"] == round(shared / tokens["perRecord"]["max"], 4) and tokens["sharedPrefixShare"] > 0.8
+    # "<|im_start|>user\nWhat is" is 6 tokens, under the 8 worth computing once; validation files do not count
+    plain = run("validate", "plain.jsonl", "--validation", "system.jsonl", "--tokens", tiny_model, "--json").output
+    assert json.loads(plain)["stats"]["tokens"]["sharedPrefixShare"] == 0.0
+    text = run("validate", "system.jsonl", "--tokens", tiny_model).output
+    assert f"shared prefix: {tokens['sharedPrefixShare']:.1%} of tokens (computed once per micro-batch when training)" in text
+
+
 def test_chat_keeps_the_conversation(in_tmp, tiny_model):
     result = CliRunner().invoke(cli, ["chat", "--model", str(tiny_model), "--max-new-tokens", "3"], input="What is 1 plus 1?\nAnd 2?\n\n")
     assert result.exit_code == 0, result.output

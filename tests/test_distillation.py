@@ -139,12 +139,15 @@ def test_retries_back_off_then_give_up():
 def openai_server():
     """A tiny OpenAI-compatible chat-completions server: the first request is throttled (429)."""
     state = {"requests": 0}
+    lock = threading.Lock()  # the server answers on many threads: an unguarded += loses counts under load
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
-            state["requests"] += 1
+            with lock:
+                state["requests"] += 1
+                first = state["requests"] == 1
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if state["requests"] == 1:
+            if first:
                 self.send_response(429)
                 self.end_headers()
                 return

@@ -58,8 +58,8 @@ def config_options(settings: type, names: list[str], prefix: str = "", flags: Ma
         for name in reversed(names):
             keyword = f"{prefix}_{name}" if prefix else name
             flag = (flags or {}).get(name, "--" + keyword.replace("_", "-"))
-            if hints[name] is bool and by_name[name].default is True:
-                flag = f"{flag}/--no-{flag[2:]}"  # on by default: the flag turns it off
+            if _is_bool(hints[name]) and by_name[name].default is not False:
+                flag = f"{flag}/--no-{flag[2:]}"  # on, or decided by the engine, by default: both ways can be asked
             command = click.option(flag, keyword, **_option_settings(by_name[name], hints[name]))(command)
         return command
 
@@ -77,6 +77,10 @@ def config_values(kwargs: dict[str, Any], settings: type, prefix: str = "") -> d
     return values
 
 
+def _is_bool(hint: Any) -> bool:
+    return hint is bool or (typing.get_origin(hint) in (typing.Union, types.UnionType) and bool in typing.get_args(hint))
+
+
 def _option_settings(item: dataclasses.Field, hint: Any) -> dict[str, Any]:
     meta = item.metadata
     if "help" not in meta:
@@ -86,7 +90,7 @@ def _option_settings(item: dataclasses.Field, hint: Any) -> dict[str, Any]:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: optional
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
     if hint is bool:
-        return {"is_flag": True, "default": bool(default), "help": meta["help"]}
+        return {"is_flag": True, "default": default, "help": meta["help"]}
     if isinstance(default, enum.Enum):
         default = default.value
     if typing.get_origin(hint) is typing.Literal:

@@ -21,12 +21,30 @@ def show_run_warnings(run: TrainingRun) -> None:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
+def first_step_estimate(info: StepInfo) -> str:
+    """The line printed after the first step: the whole run's time at the speed just measured."""
+    total = info.elapsed_s + info.eta_s
+    return (f"estimate: {_duration(total)} of training on this machine ({info.total_steps} steps at "
+            f"{info.tokens_per_s:,.0f} tokens/s, measured on step {info.step})")
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
 @contextlib.contextmanager
 def training_progress(description: str = "training") -> Iterator[Callable[[StepInfo], None]]:
     """Yields an ``on_step`` callback for :func:`tunesmith.training.finetune`."""
+    first: list[int | None] = [None]  # the first step this process ran (a resumed run starts later)
     if not err_console.is_terminal:
         def log_line(info: StepInfo) -> None:
             every = max(1, info.total_steps // 20)
+            if first[0] is None:
+                first[0] = info.step
+                if info.step < info.total_steps:
+                    err_console.print(first_step_estimate(info))
             if info.step % every == 0 or info.step == info.total_steps or info.step == 1:
                 err_console.print(
                     f"step {info.step}/{info.total_steps} epoch {info.epoch} loss {info.loss:.4f} lr {info.lr:.2e} "
@@ -42,6 +60,10 @@ def training_progress(description: str = "training") -> Iterator[Callable[[StepI
         task = progress.add_task(description, total=None, loss="-", speed="-")
 
         def update(info: StepInfo) -> None:
+            if first[0] is None:
+                first[0] = info.step
+                if info.step < info.total_steps:
+                    progress.console.print(first_step_estimate(info))
             progress.update(task, total=info.total_steps, completed=info.step, loss=f"{info.loss:.4f}", speed=f"{info.tokens_per_s:,.0f}")
 
         yield update

@@ -90,19 +90,27 @@ def validate(file: str, validation: tuple[str, ...], kind: str, as_json: bool, m
         print_report(report)
         if tokens:
             click.echo(f"tokens ({model_spec}): {tokens['total']:,} in all; per record {_fmt(tokens['perRecord'])}")
+            click.echo(f"shared prefix: {tokens['sharedPrefixShare']:.1%} of tokens (computed once per micro-batch when training)")
     raise SystemExit(0 if report.valid else 1)
 
 
 def _token_stats(paths: list[str], kind, model_spec: str) -> dict:
+    """Tokens per record of every file, and the share of the training file's tokens (the
+    first path) that sits in a prefix another record shares, as the engine will see them."""
     from array import array
 
     from tunesmith.cli.errors import user_errors
     from tunesmith.datasets.stats import distribution
     from tunesmith.models.loading import load_tokenizer
     from tunesmith.models.registry import resolve_model
-    from tunesmith.training.examples import read_records, record_token_count
+    from tunesmith.training.config import TrainConfig
+    from tunesmith.training.examples import read_records, record_token_count, tokenize_records
+    from tunesmith.training.prefixes import shared_prefix_share
 
+    max_length = TrainConfig.__dataclass_fields__["max_length"].default  # what training cuts records to
     with user_errors():
         tokenizer = load_tokenizer(resolve_model(model_spec))
         counts = array("I", (record_token_count(tokenizer, r, kind) for path in paths for r in read_records(path)))
-    return {"model": model_spec, "total": sum(counts), "perRecord": distribution(counts)}
+        trained = tokenize_records(read_records(paths[0]), tokenizer, kind, max_length).examples
+    shared = shared_prefix_share([e.input_ids for e in trained])
+    return {"model": model_spec, "total": sum(counts), "perRecord": distribution(counts), "sharedPrefixShare": round(shared, 4)}

@@ -93,10 +93,19 @@ class TrainConfig:
     method: Method = setting("lora", help="LoRA adapters, or full fine-tuning of every weight.")
     lora: LoraSettings = field(default_factory=LoraSettings)
     max_length: int = setting(1024, minimum=8, help="Longer records are cut (and counted).")
-    micro_batch_tokens: int = setting(2048, minimum=64, help="Padded tokens per forward pass.")
+    micro_batch_tokens: int | None = setting(
+        None, minimum=64, help="Padded tokens per forward pass. Default: the most that fits --max-memory, at most 2048.")
     """Gradient accumulation over micro-batches reaches the effective batch; this bounds memory."""
-    share_prefixes: bool = setting(True, help="Compute a token prefix that records of a micro-batch share (system prompt, template) once.")
-    """Same loss and gradients up to float rounding (``training/shared_loss.py``); off only to compare."""
+    max_memory: float | None = setting(
+        None, minimum=0.5, help="Memory budget in GB that sizes the micro-batches. Default: what transformers.Trainer "
+        "(micro-batches of 16 records) would take for the same model and data.")
+    """``training/memory.py`` models the peak from the model's shape; the summary reports the real one."""
+    share_prefixes: bool | None = setting(
+        None, help="Compute a token prefix that records of a micro-batch share (system prompt, template) once. "
+        "Default: on the CPU, not on GPUs.")
+    """Same loss and gradients up to float rounding (``training/shared_loss.py``). It saves compute, which is
+    what limits a CPU; on an H200 the extra, smaller kernels made steps slower (though 3x lighter in memory),
+    so GPUs train each record in full unless asked (``benchmarks/gpu_shared_prefix.py``)."""
     seed: int = setting(0, help="Seeds the initial adapter weights, the shuffles and dropout.")
     save_every: int | None = setting(None, minimum=1, help="Also checkpoint every N optimizer steps (always at each epoch end).")
     keep_checkpoints: int = setting(2, minimum=1, help="Checkpoints kept on disk; older ones are deleted.")

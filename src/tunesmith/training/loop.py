@@ -2,7 +2,8 @@
 
 Features and their trade-offs:
 - Effective batch = the tier's (64 micro, 16 lite, 32 pro), reached by gradient
-  accumulation over length-grouped micro-batches (``micro_batch_tokens`` bounds memory).
+  accumulation over length-grouped micro-batches sized to a memory budget (``memory.py``).
+- Records of a micro-batch that begin alike compute that prefix once (``shared_loss.py``).
 - Loss on target tokens only (assistant turns, or every token for pre-training), averaged
   over the targets of the whole optimizer step; logits computed only at those positions.
 - The guide's warmup (``schedule.WarmupSchedule``), then the set learning rate.
@@ -33,7 +34,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -43,12 +43,13 @@ from tunesmith.errors import TunesmithError
 from tunesmith.models.loading import load_model, load_tokenizer
 from tunesmith.models.registry import ModelSource, resolve_model
 from tunesmith.training import batches, distributed
+from tunesmith.training.attention import choose_attention
 from tunesmith.training.checkpoints import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from tunesmith.training.config import TrainConfig
 from tunesmith.training.distributed import World
 from tunesmith.training.examples import TokenizedData, read_records, tokenize_records
 from tunesmith.training.loss import dataset_loss, forward_target_loss, target_loss
-from tunesmith.training.memory import peak_memory_mb
+from tunesmith.training.memory import fit_micro_batch
 from tunesmith.training.metrics import MetricsWriter
 from tunesmith.training.prefixes import prefix_groups
 from tunesmith.training.quantization import check_quantization, load_quantized
@@ -79,6 +80,7 @@ class StepInfo:
     tokens_per_s: float
     elapsed_s: float
     eta_s: float
+    """The plan's tokens still to train at the run's measured tokens/s so far."""
 
 
 @dataclass
@@ -158,6 +160,7 @@ class TrainingRun:
         distributed.join(self.world, self.placement.device)
         torch.manual_seed(config.seed)
         model = load_model(self.source) if config.quantize == "none" else load_quantized(self.source, config.quantize, self.placement)
+        self.attention = choose_attention(model, self.placement.device)
         if config.method == "lora":
             from peft import LoraConfig, get_peft_model
 
@@ -172,13 +175,18 @@ class TrainingRun:
         model.train()
         self.model = model
         self.trainable = [p for p in model.parameters() if p.requires_grad]
-        self.share_prefixes = config.share_prefixes and not config.shard and supports_shared_prefix(model)
+        wanted = config.share_prefixes if config.share_prefixes is not None else self.placement.device.type == "cpu"
+        self.share_prefixes = wanted and not config.shard and supports_shared_prefix(model)
         if not config.shard:
             self.world.broadcast_parameters(self.trainable)
         self.optimizer = torch.optim.AdamW(self.trainable, lr=config.hyperparameters.learning_rate, weight_decay=0.0)
         self.scaler = torch.amp.GradScaler(self.placement.device.type) if self.placement.needs_grad_scaler else None
         self.schedule = WarmupSchedule(config.hyperparameters.learning_rate, config.hyperparameters.learning_rate_warmup_steps)
-        self.warnings = [*self.placement.warnings, *self.warnings]
+        self.micro_batch = fit_micro_batch(
+            model, self.placement, [len(e) for e in self.train_data.examples], self.attention == "eager",
+            config.max_memory, config.micro_batch_tokens,
+        )
+        self.warnings = [*self.placement.warnings, *self.warnings, *filter(None, [self.micro_batch.warning])]
         self.metrics = MetricsWriter(config.output, enabled=self.world.is_main)
         checkpoint = latest_checkpoint(config.output) if config.resume else None
         if checkpoint is not None:
@@ -193,7 +201,9 @@ class TrainingRun:
         self.metrics.start(self.state.history["training"], self.state.history["validation"])
         self.metrics.event(
             "start", resumed_from=self.state.step, total_steps=self.total_steps, model=self.source.name, warnings=self.warnings,
-            **self.placement.describe(), world_size=self.world.size,
+            **self.placement.describe(), world_size=self.world.size, attention=self.attention,
+            micro_batch_tokens=self.micro_batch.tokens, memory_budget_mb=self.micro_batch.budget_mb,
+            estimated_peak_mb=self.micro_batch.estimated_peak_mb, shared_prefixes=self.share_prefixes,
         )
 
     def _plan(self) -> TrainingPlan:
@@ -241,7 +251,7 @@ class TrainingRun:
         run resumed from there repeats this step exactly."""
         examples, state, world, device = self.train_data.examples, self.state, self.world, self.placement.device
         targets = sum(examples[i].target_count for i in indices)  # over all ranks: every rank knows the whole step
-        groups = batches.micro_batches(distributed.share(indices, examples, world), examples, self.config.micro_batch_tokens)
+        groups = batches.micro_batches(distributed.share(indices, examples, world), examples, self.micro_batch.tokens)
         rounds = max(self._micro_batch_count(indices, rank) for rank in range(world.size))
         rng = capture_rng()
         for param_group in self.optimizer.param_groups:
@@ -259,7 +269,7 @@ class TrainingRun:
             weight *= world.size if sharded else 1  # FSDP averages over ranks; the step wants the sum
             if sharded:
                 self.model.set_requires_gradient_sync(round_ == rounds - 1)  # reduce-scatter once, after the last
-            loss, computed, saved = self._micro_batch(group)
+            loss, computed, saved = self._micro_batch_loss(group)
             scaled = loss * weight / targets
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             if round_ < len(groups):
@@ -282,7 +292,7 @@ class TrainingRun:
         self.optimizer.zero_grad(set_to_none=True)
         return loss_sum / targets
 
-    def _micro_batch(self, group: list[int]) -> tuple[torch.Tensor, int, int]:
+    def _micro_batch_loss(self, group: list[int]) -> tuple[torch.Tensor, int, int]:
         """Summed loss over one micro-batch (in the placement's precision), the token positions
         the decoder ran over, and those a shared prefix saved."""
         examples, device, pad = self.train_data.examples, self.placement.device, self.tokenizer.pad_token_id
@@ -301,14 +311,14 @@ class TrainingRun:
 
     def _micro_batch_count(self, indices: list[int], rank: int) -> int:
         share = distributed.share(indices, self.train_data.examples, World(rank, self.world.size))
-        return len(batches.micro_batches(share, self.train_data.examples, self.config.micro_batch_tokens))
+        return len(batches.micro_batches(share, self.train_data.examples, self.micro_batch.tokens))
 
     def validation_loss(self) -> float | None:
         """Rank 0 alone computes it (the others wait at the next step's first all-reduce)."""
         if not self.valid_data or not self.valid_data.examples or not self.world.is_main:
             return None
         return dataset_loss(
-            self.model, self.valid_data.examples, self.tokenizer.pad_token_id, self.config.micro_batch_tokens, self.placement
+            self.model, self.valid_data.examples, self.tokenizer.pad_token_id, self.micro_batch.tokens, self.placement
         )
 
     def train(self) -> RunState:
@@ -334,9 +344,10 @@ class TrainingRun:
                 state.history["training"] = self.metrics.training_rows
                 seconds = time.perf_counter() - started
                 state.elapsed_s += seconds
+                planned = self.train_data.tokens * dup * config.hyperparameters.epoch_count
                 info = StepInfo(
                     step, self.total_steps, epoch, loss, lr, (state.tokens - tokens_before) / seconds,
-                    state.elapsed_s, state.elapsed_s / step * (self.total_steps - step),
+                    state.elapsed_s, state.elapsed_s / state.tokens * max(0, planned - state.tokens),
                 )
                 self.metrics.event(
                     "step", step=step, epoch=epoch, loss=round(loss, 6), lr=lr,
@@ -389,21 +400,3 @@ class TrainingRun:
     def request_stop(self) -> None:
         """Stop before the next micro-batch, as ``stop()`` returning True does (for other threads)."""
         self._stop_requested = True
-
-    @property
-    def padding_fraction(self) -> float:
-        total = self.state.tokens + self.state.padded_tokens
-        return self.state.padded_tokens / total if total else 0.0
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "steps": self.state.step,
-            "totalSteps": self.total_steps,
-            "tokens": self.state.tokens,
-            "paddingFraction": round(self.padding_fraction, 4),
-            "sharedPrefixTokens": self.state.shared_tokens,
-            "sharedPrefixFraction": round(self.state.shared_tokens / self.state.tokens, 4) if self.state.tokens else 0.0,
-            "peakMemoryMB": peak_memory_mb(self.placement.device),
-            "tokensPerSecond": round(self.state.tokens / self.state.elapsed_s, 1) if self.state.elapsed_s else None,
-            "wallSeconds": round(self.state.elapsed_s, 1),
-        }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import resource
 import sys
+from dataclasses import dataclass
 
 import torch
 
@@ -18,3 +19,100 @@ def peak_memory_mb(device: torch.device | None = None) -> float:
         return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes on macOS, KiB on Linux
+
+
+RUNTIME_MB = 900
+"""Python, torch, tokenizer and allocator overhead of a training process before any tensor
+of the model (measured: SmolLM2-135M LoRA, the intercept of peak RSS against micro-batch size)."""
+MAX_MICRO_BATCH_TOKENS = {"cpu": 2048}
+"""Larger micro-batches were no faster on 2-core CPUs (``benchmarks/README.md``); a GPU takes
+whatever fits its budget (it runs fastest on big ones)."""
+MIN_MICRO_BATCH_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """What a training process of one model holds, in bytes, as a function of its micro-batch.
+
+    Fitted on SmolLM2-135M with LoRA on an AMD EPYC (peak RSS at 1,024, 2,048 and 4,096
+    padded tokens per micro-batch: 1.68 MB per token in fp32, 1.1 MB in bf16, about 1.4 GB
+    fixed), and written in terms of the model's shape so that it scales to other models.
+    """
+
+    fixed: float
+    """Weights, gradients and optimizer state of the trainable ones, runtime."""
+    per_token: float
+    """Activations kept for the backward pass, per padded token of a micro-batch."""
+    logits_per_token: float
+    """A peer's full-vocabulary logits, log-softmax and their gradient, per token."""
+
+    @classmethod
+    def of(cls, model, precision: str, longest: int, eager_attention: bool, runtime: bool = True) -> MemoryModel:
+        """``runtime``: count the process's own overhead (CPU memory, not GPU memory)."""
+        config = model.config
+        config = getattr(config, "text_config", None) or config
+        layers, hidden = config.num_hidden_layers, config.hidden_size
+        intermediate = getattr(config, "intermediate_size", 4 * hidden)
+        heads = config.num_attention_heads
+        parameters = sum(p.numel() * p.element_size() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        low = 0.65 if precision in ("bf16", "fp16") else 1.0  # some saved tensors stay fp32 (residual stream, norms)
+        per_layer = (12 * hidden + 5 * intermediate) * 4 * low
+        if eager_attention:  # the attention weights (fp32 softmax and its low-precision copy) per query
+            per_layer += heads * longest * (4 + 2 * low)
+        return cls(
+            fixed=parameters + 16 * trainable + (RUNTIME_MB * 2**20 if runtime else 0),
+            per_token=layers * per_layer,
+            logits_per_token=config.vocab_size * 4 * 3,
+        )
+
+    def peak(self, micro_batch_tokens: int) -> float:
+        return self.fixed + self.per_token * micro_batch_tokens
+
+    def peer_peak(self, records_per_micro_batch: int, longest: int) -> float:
+        """A ``transformers.Trainer`` run of the same model: micro-batches of that many records
+        padded to the longest, whole-vocabulary logits."""
+        tokens = records_per_micro_batch * longest
+        return self.peak(tokens) + self.logits_per_token * tokens
+
+    def micro_batch_tokens(self, budget: float, cap: int | None = None) -> int:
+        """The largest micro-batch (padded tokens) that keeps the peak within ``budget`` bytes,
+        at most ``cap``; 0 when not even the smallest fits."""
+        tokens = int((budget - self.fixed) / self.per_token)
+        return min(tokens, cap or tokens) if tokens >= MIN_MICRO_BATCH_TOKENS else 0
+
+
+PEER_RECORDS_PER_MICRO_BATCH = 16
+
+
+@dataclass(frozen=True)
+class MicroBatchSize:
+    """The micro-batch a run uses, and why."""
+
+    tokens: int
+    budget_mb: float
+    """The memory budget it was fitted to (the peer's estimated peak when none was given)."""
+    estimated_peak_mb: float
+    warning: str | None = None
+
+
+def fit_micro_batch(
+    model, placement, lengths: list[int], eager_attention: bool, max_memory_gb: float | None, fixed_tokens: int | None
+) -> MicroBatchSize:
+    """The micro-batch size for a run over records of ``lengths`` on ``placement`` (a
+    ``devices.Placement``): ``fixed_tokens`` if given, else the largest that fits
+    ``max_memory_gb`` (default: the peer's peak for the same data). On a GPU the budget is
+    GPU memory."""
+    ordered = sorted(lengths)
+    longest, typical = ordered[-1], ordered[int(0.9 * (len(ordered) - 1))]
+    device = placement.device.type
+    memory = MemoryModel.of(model, placement.precision, longest, eager_attention, runtime=device != "cuda")
+    budget = max_memory_gb * 2**30 if max_memory_gb else memory.peer_peak(PEER_RECORDS_PER_MICRO_BATCH, typical)
+    tokens = fixed_tokens or memory.micro_batch_tokens(budget, MAX_MICRO_BATCH_TOKENS.get(device))
+    warning = None
+    if not tokens:
+        tokens = max(MIN_MICRO_BATCH_TOKENS, longest)
+        warning = (f"--max-memory {budget / 2**30:.1f} GB is below the estimated {memory.peak(tokens) / 2**30:.1f} GB "
+                   f"this model needs for one record of {longest} tokens; training with that anyway")
+    tokens = max(tokens, longest)  # a record is never split: its micro-batch holds at least it
+    return MicroBatchSize(tokens, round(budget / 2**20), round(memory.peak(tokens) / 2**20), warning)

@@ -19,6 +19,7 @@ from typing import Any
 from tunesmith import __version__
 from tunesmith.files import file_sha256
 from tunesmith.training.loop import TrainingRun
+from tunesmith.training.memory import peak_memory_mb
 from tunesmith.training.plot import plot_loss
 
 
@@ -89,7 +90,7 @@ def write_results(run: TrainingRun) -> dict[str, Any]:
         "plan": run.plan.as_dict(),
         "warnings": list(run.warnings),
         "result": {
-            **run.summary(),
+            **run_summary(run),
             "finalTrainingLoss": training_rows[-1][2] if training_rows else None,
             "finalValidationLoss": validation_rows[-1][2] if validation_rows else None,
             "stopped": run.state.stopped,
@@ -100,3 +101,21 @@ def write_results(run: TrainingRun) -> dict[str, Any]:
     plot_loss(training_rows, validation_rows, output / "loss_curve.png", f"{run.source.name} {config.method} ({config.kind.value})")
     run.metrics.event("end", **manifest["result"])
     return manifest
+
+
+def run_summary(run: TrainingRun) -> dict[str, Any]:
+    """What the run did, for the manifest's ``result`` and the ``end`` event."""
+    state = run.state
+    positions = state.tokens + state.padded_tokens
+    return {
+        "steps": state.step,
+        "totalSteps": run.total_steps,
+        "tokens": state.tokens,
+        "paddingFraction": round(state.padded_tokens / positions, 4) if positions else 0.0,
+        "sharedPrefixTokens": state.shared_tokens,
+        "sharedPrefixFraction": round(state.shared_tokens / state.tokens, 4) if state.tokens else 0.0,
+        "microBatchTokens": run.micro_batch.tokens,
+        "peakMemoryMB": peak_memory_mb(run.placement.device),
+        "tokensPerSecond": round(state.tokens / state.elapsed_s, 1) if state.elapsed_s else None,
+        "wallSeconds": round(state.elapsed_s, 1),
+    }
