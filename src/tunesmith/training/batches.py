@@ -7,13 +7,15 @@ two copies of a record never share a batch when N is at least the batch size (be
 they cannot all be kept apart).
 
 Within an optimizer step the records are sorted by length and grouped into micro-batches
-of at most ``micro_batch_tokens`` padded tokens, so little compute goes to padding while
+of at most ``micro_batch_tokens`` computed token positions (padding included; a shared prefix
+counted once when prefixes are shared), so little compute goes to padding while
 the step still sees exactly its effective batch.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import torch
 
@@ -43,16 +45,24 @@ def step_batches(records: int, duplication: int, batch_size: int, epoch: int, se
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def micro_batches(indices: list[int], examples: list[Example], micro_batch_tokens: int) -> list[list[int]]:
+def padded_positions(examples: list[Example], group: list[int]) -> int:
+    """Token positions a micro-batch of ``group`` computes, each record padded to the longest."""
+    return max(len(examples[i]) for i in group) * len(group)
+
+
+def micro_batches(
+    indices: list[int], examples: list[Example], micro_batch_tokens: int,
+    cost: Callable[[list[int]], int] | None = None,
+) -> list[list[int]]:
+    """``indices`` sorted longest first and cut into micro-batches whose ``cost`` (token
+    positions computed; default :func:`padded_positions`) stays within ``micro_batch_tokens``."""
+    cost = cost or (lambda group: padded_positions(examples, group))
     ordered = sorted(indices, key=lambda i: len(examples[i]), reverse=True)
     groups: list[list[int]] = []
     for index in ordered:
-        if groups:
-            group = groups[-1]
-            width = len(examples[group[0]])  # the longest: sorted descending
-            if width * (len(group) + 1) <= micro_batch_tokens:
-                group.append(index)
-                continue
+        if groups and cost([*groups[-1], index]) <= micro_batch_tokens:
+            groups[-1].append(index)
+            continue
         groups.append([index])
     return groups
 

@@ -48,14 +48,14 @@ from tunesmith.training.checkpoints import capture_rng, latest_checkpoint, load_
 from tunesmith.training.config import TrainConfig
 from tunesmith.training.distributed import World
 from tunesmith.training.examples import TokenizedData, read_records, tokenize_records
-from tunesmith.training.loss import dataset_loss, forward_target_loss, target_loss
+from tunesmith.training.loss import dataset_loss
 from tunesmith.training.memory import fit_micro_batch
 from tunesmith.training.metrics import MetricsWriter
 from tunesmith.training.prefixes import prefix_groups
 from tunesmith.training.quantization import check_quantization, load_quantized
 from tunesmith.training.schedule import WarmupSchedule
 from tunesmith.training.sharding import check_sharding, full_optimizer_state, full_weights, load_sharded_checkpoint, shard_model
-from tunesmith.training.shared_loss import computed_positions, micro_batch_loss, supports_shared_prefix
+from tunesmith.training.shared_loss import computed_positions, micro_batch_pass, supports_shared_prefix
 from tunesmith.training.stopping import stop_on_signals
 
 
@@ -155,6 +155,7 @@ class TrainingRun:
         self.report, self.source = self.check_inputs()
         self.tokenizer = load_tokenizer(self.source)
         self.train_data = self._tokenize([config.data])
+        self.token_ids = [e.input_ids for e in self.train_data.examples]
         self.valid_data = self._tokenize(config.validation) if config.validation else None
         self.plan = self._plan()
         distributed.join(self.world, self.placement.device)
@@ -251,7 +252,7 @@ class TrainingRun:
         run resumed from there repeats this step exactly."""
         examples, state, world, device = self.train_data.examples, self.state, self.world, self.placement.device
         targets = sum(examples[i].target_count for i in indices)  # over all ranks: every rank knows the whole step
-        groups = batches.micro_batches(distributed.share(indices, examples, world), examples, self.micro_batch.tokens)
+        groups = self._micro_batches(distributed.share(indices, examples, world))
         rounds = max(self._micro_batch_count(indices, rank) for rank in range(world.size))
         rng = capture_rng()
         for param_group in self.optimizer.param_groups:
@@ -269,7 +270,9 @@ class TrainingRun:
             weight *= world.size if sharded else 1  # FSDP averages over ranks; the step wants the sum
             if sharded:
                 self.model.set_requires_gradient_sync(round_ == rounds - 1)  # reduce-scatter once, after the last
-            loss, computed, saved = self._micro_batch_loss(group)
+            with self.placement.autocast():
+                loss, computed, saved = micro_batch_pass(self.model, examples, self.token_ids, group, self.tokenizer.pad_token_id,
+                                                         device, self.share_prefixes, whole_model=sharded)
             scaled = loss * weight / targets
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             if round_ < len(groups):
@@ -292,26 +295,14 @@ class TrainingRun:
         self.optimizer.zero_grad(set_to_none=True)
         return loss_sum / targets
 
-    def _micro_batch_loss(self, group: list[int]) -> tuple[torch.Tensor, int, int]:
-        """Summed loss over one micro-batch (in the placement's precision), the token positions
-        the decoder ran over, and those a shared prefix saved."""
-        examples, device, pad = self.train_data.examples, self.placement.device, self.tokenizer.pad_token_id
-        with self.placement.autocast():
-            if self.share_prefixes:
-                parts = prefix_groups(self.token_ids, group)
-                loss, _ = micro_batch_loss(self.model, examples, parts, pad, device)
-                return loss, computed_positions(examples, parts), sum(p.saved_tokens for p in parts)
-            batch = {k: v.to(device) for k, v in batches.collate([examples[i] for i in group], pad).items()}
-            loss, _ = (forward_target_loss if self.config.shard else target_loss)(self.model, batch)
-        return loss, batch["attention_mask"].numel(), 0
-
-    @property
-    def token_ids(self) -> list[list[int]]:
-        return [e.input_ids for e in self.train_data.examples]
-
     def _micro_batch_count(self, indices: list[int], rank: int) -> int:
         share = distributed.share(indices, self.train_data.examples, World(rank, self.world.size))
-        return len(batches.micro_batches(share, self.train_data.examples, self.micro_batch.tokens))
+        return len(self._micro_batches(share))
+
+    def _micro_batches(self, indices: list[int]) -> list[list[int]]:
+        examples = self.train_data.examples
+        cost = (lambda group: computed_positions(examples, prefix_groups(self.token_ids, group))) if self.share_prefixes else None
+        return batches.micro_batches(indices, examples, self.micro_batch.tokens, cost)
 
     def validation_loss(self) -> float | None:
         """Rank 0 alone computes it (the others wait at the next step's first all-reduce)."""

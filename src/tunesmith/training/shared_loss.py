@@ -27,8 +27,8 @@ import torch.nn.functional as F
 
 from tunesmith.training import batches
 from tunesmith.training.examples import Example
-from tunesmith.training.loss import target_loss
-from tunesmith.training.prefixes import PrefixGroup
+from tunesmith.training.loss import forward_target_loss, target_loss
+from tunesmith.training.prefixes import PrefixGroup, prefix_groups
 
 
 def _cache_keyword(decoder) -> str | None:
@@ -134,3 +134,19 @@ def computed_positions(examples: list[Example], groups: list[PrefixGroup]) -> in
         if g.shared:
             total += g.shared + len(g.indices) * max(len(examples[i]) - g.shared for i in g.indices)
     return total
+
+
+def micro_batch_pass(
+    model, examples: list[Example], token_ids: list[list[int]], group: list[int], pad_id: int, device: torch.device,
+    share: bool, whole_model: bool = False,
+) -> tuple[torch.Tensor, int, int]:
+    """The training loop's forward over one micro-batch (``group``, indices of ``examples``):
+    the summed target loss, the token positions the decoder ran over, and those a shared
+    prefix saved. ``whole_model``: through the model's own forward (FSDP), never shared."""
+    if share and not whole_model:
+        parts = prefix_groups(token_ids, group)
+        loss, _ = micro_batch_loss(model, examples, parts, pad_id, device)
+        return loss, computed_positions(examples, parts), sum(p.saved_tokens for p in parts)
+    batch = {k: v.to(device) for k, v in batches.collate([examples[i] for i in group], pad_id).items()}
+    loss, _ = (forward_target_loss if whole_model else target_loss)(model, batch)
+    return loss, batch["attention_mask"].numel(), 0
