@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from tunesmith.devices import Placement
+from tunesmith.training.head_loss import head_cross_entropy
 
 
 def target_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
@@ -21,11 +22,7 @@ def target_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, in
     hidden = model.get_decoder()(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
     select = batch["targets"][:, 1:] & attention[:, 1:].bool()
     labels = ids[:, 1:][select]
-    logits = model.get_output_embeddings()(hidden[:, :-1][select]).float()
-    cap = getattr(model.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return F.cross_entropy(logits, labels, reduction="sum"), int(labels.numel())
+    return head_cross_entropy(model, hidden[:, :-1][select], labels), int(labels.numel())
 
 
 def forward_target_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:

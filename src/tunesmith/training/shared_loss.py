@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from tunesmith.training import batches
 from tunesmith.training.examples import Example
+from tunesmith.training.head_loss import head_cross_entropy
 from tunesmith.training.loss import forward_target_loss, target_loss
 from tunesmith.training.prefixes import PrefixGroup, prefix_groups
 
@@ -105,7 +106,7 @@ def shared_prefix_loss(model, examples: list[Example], shared: int, pad_id: int,
     ).last_hidden_state
     select = batch["targets"][:, 1:] & attention[:, 1:].bool()
     labels = ids[:, 1:][select]
-    loss = loss + F.cross_entropy(_logits(model, hidden[:, :-1][select]), labels, reduction="sum")
+    loss = loss + head_cross_entropy(model, hidden[:, :-1][select], labels)
     return loss, count + int(labels.numel())
 
 
