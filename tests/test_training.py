@@ -87,12 +87,17 @@ def test_result_folder(tmp_path, tiny_model):
     assert {"torch", "transformers", "peft"} <= set(saved["versions"])
 
 
-def test_merged_lora_equals_base_plus_adapter(tmp_path, tiny_model):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_merged_lora_equals_base_plus_adapter(tmp_path, tiny_model, precision):
+    """Also in bf16, where the frozen base trains in bf16 and the merge uses the fp32 original."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    cfg = config(tmp_path, tiny_model, hyperparameters=Hyperparameters(2, 1e-4, 0))
-    finetune(cfg)
+    cfg = config(tmp_path, tiny_model, hyperparameters=Hyperparameters(2, 1e-4, 0), precision=precision)
+    result = finetune(cfg)
+    assert result.manifest["result"]["steps"] == 6
+    merged_dtypes = {p.dtype for p in AutoModelForCausalLM.from_pretrained(cfg.output / "model", dtype="auto").parameters()}
+    assert merged_dtypes == {torch.float32}
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
     with_adapter = PeftModel.from_pretrained(base, cfg.output / "adapter").eval()
     merged = AutoModelForCausalLM.from_pretrained(cfg.output / "model").eval()

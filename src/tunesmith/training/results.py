@@ -18,6 +18,7 @@ from typing import Any
 
 from tunesmith import __version__
 from tunesmith.files import file_sha256
+from tunesmith.models.loading import load_model
 from tunesmith.training.loop import TrainingRun
 from tunesmith.training.memory import peak_memory_mb
 from tunesmith.training.plot import plot_loss
@@ -51,6 +52,10 @@ def write_results(run: TrainingRun) -> dict[str, Any]:
         model.save_pretrained(staging)
         run.tokenizer.save_pretrained(staging)
         _replace_folder(staging, output / "adapter")
+        if config.merge and run.frozen_dtype is not None:  # the base trained in low precision: merge into the fp32 original
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(load_model(run.source), output / "adapter")
         model = model.merge_and_unload() if config.merge and config.quantize == "none" else None  # QLoRA: adapter only
     if model is not None:
         staging = output / ".model.partial"
