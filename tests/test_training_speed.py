@@ -74,12 +74,12 @@ def test_micro_batches_fit_the_memory_budget():
     for gigabytes in (2.8, 3.2, 3.6):
         size = fit_micro_batch(model, cpu, [50, 80, 100], True, gigabytes, None)
         assert size.warning is None and size.budget_mb == pytest.approx(gigabytes * 1024, abs=1)
-        assert memory.peak(size.tokens) <= gigabytes * 2**30 < memory.peak(size.tokens / 0.85)  # about 90% of what is left
+        assert memory.peak(size.tokens) <= gigabytes * 2**30 < memory.peak(size.tokens / 0.75)  # about 80% of what is left
         sizes.append(size.tokens)
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1] < MAX_MICRO_BATCH_TOKENS["cpu"]
     big = MemoryModel.of(model, "fp32", 100, eager_attention=False)
     small_budget, large_budget = big.micro_batch_tokens(big.fixed + 300 * big.per_token), big.micro_batch_tokens(1e12)
-    assert small_budget == 270 and large_budget > 2048  # no cap unless the device has one
+    assert small_budget == 240 and large_budget > 2048  # no cap unless the device has one
     assert big.micro_batch_tokens(1e12, cap=2048) == 2048
     assert fit_micro_batch(model, cpu, [50], True, None, 777).tokens == 777  # --micro-batch-tokens wins
 
