@@ -129,3 +129,13 @@ def test_computed_positions_count_each_prefix_once():
 
 def test_llama_supports_it():
     assert supports_shared_prefix(tiny_llama())
+
+
+def test_micro_batches_count_a_shared_prefix_once():
+    examples = [Example([1] * 40 + [i, i + 1], [False] * 41 + [True]) for i in range(2, 12)]
+    ids = [e.input_ids for e in examples]
+    padded = batches.micro_batches(list(range(10)), examples, 100)
+    shared = batches.micro_batches(list(range(10)), examples, 100, lambda g: computed_positions(examples, prefix_groups(ids, g)))
+    assert [len(g) for g in padded] == [2] * 5  # 42 padded positions each
+    assert [len(g) for g in shared] == [10]  # 41 shared once + 10 x 1 own
+    assert sorted(i for g in shared for i in g) == list(range(10))

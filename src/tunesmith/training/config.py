@@ -94,7 +94,8 @@ class TrainConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     max_length: int = setting(1024, minimum=8, help="Longer records are cut (and counted).")
     micro_batch_tokens: int | None = setting(
-        None, minimum=64, help="Padded tokens per forward pass. Default: the most that fits --max-memory, at most 2048.")
+        None, minimum=64, help="Token positions per forward pass (padding included, a shared prefix counted once). "
+        "Default: the most that fits --max-memory, at most 2048 on a CPU.")
     """Gradient accumulation over micro-batches reaches the effective batch; this bounds memory."""
     max_memory: float | None = setting(
         None, minimum=0.5, help="Memory budget in GB that sizes the micro-batches. Default: what transformers.Trainer "
