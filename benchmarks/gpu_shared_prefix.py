@@ -9,7 +9,8 @@
    linear layer, bf16 autocast, one micro-batch of 64 records per optimizer step; records
    of a 430-token shared prompt + 60 own tokens, and of a 20-token one + 50 own. Dataset
    tokens/s and peak GPU memory with and without prefix sharing.
-3. ``finetune`` end to end on ``--device cuda`` with a tiny local model.
+3. ``finetune`` end to end on ``--device cuda`` with a model of micro's shape (random
+   weights), 640 records behind a long system prompt, with and without sharing.
 
 Needs a CUDA GPU; prints the device name first. The figures belong to that GPU.
 """
@@ -127,16 +128,28 @@ def speed(device, steps: int) -> None:
 
 
 def end_to_end() -> None:
+    """``finetune`` on ``--device cuda`` with a model of micro's shape (random weights, the
+    tests' small tokenizer): the engine's own micro-batch sizing, with and without sharing."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
     from conftest import arithmetic, build_tiny_model, write_jsonl
     from tunesmith.hyperparameters import Hyperparameters
     from tunesmith.training import TrainConfig, finetune
 
     with tempfile.TemporaryDirectory() as folder:
-        model = build_tiny_model(Path(folder) / "tiny")
-        data = write_jsonl(Path(folder) / "train.jsonl", arithmetic(64))
-        result = finetune(TrainConfig(data=data, output=Path(folder) / "out", model=str(model), device="cuda",
-                                      hyperparameters=Hyperparameters(1, 1e-4, 0)))
-        print("finetune on cuda:", json.dumps(result.manifest["result"]))
+        model = build_tiny_model(Path(folder) / "model")
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        LlamaForCausalLM(LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+            num_key_value_heads=3, max_position_embeddings=2048, tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+        )).save_pretrained(model)
+        records = [dict(r, system=[{"text": "You are a careful calculator. " * 20}]) for r in arithmetic(640)]
+        data = write_jsonl(Path(folder) / "train.jsonl", records)
+        for share in (False, True):
+            result = finetune(TrainConfig(data=data, output=Path(folder) / f"out-{share}", model=str(model), device="cuda",
+                                          hyperparameters=Hyperparameters(1, 1e-4, 0), share_prefixes=share, merge=False))
+            print(f"finetune on cuda, share_prefixes={share}:", json.dumps(result.manifest["result"]))
 
 
 def main() -> None:
