@@ -8,8 +8,9 @@ dropout 0, all linear layers), effective batch (the tier's, 64 for micro), maxim
 and constant learning rate 1e-4.
 
 - The peer, ``transformers.Trainer`` + PEFT, with the settings its documentation offers for a
-  CPU: ``use_cpu=True``; ``bf16=True`` (autocast) when the CPU has native bf16 (the
-  ``avx512_bf16`` or ``amx_bf16`` flag), else fp32; ``train_sampling_strategy=
+  CPU: ``use_cpu=True``; ``bf16=True`` (autocast) when the CPU has native bf16 (as
+  oneDNN reports it: the ``avx512_bf16`` or ``amx_bf16`` flag, unless ``ONEDNN_MAX_CPU_ISA``
+  caps it), else fp32; ``train_sampling_strategy=
   "group_by_length"`` (transformers 5's name for the old ``group_by_length=True``) so each
   micro-batch of 16 holds records of similar length; gradient accumulation to the effective
   batch; labels -100 outside the answers; a collator padding to the longest record of each
@@ -71,7 +72,11 @@ def cpu_flags() -> tuple[str, set[str]]:
 
 
 def native_bf16() -> bool:
-    return bool(cpu_flags()[1] & {"avx512_bf16", "amx_bf16"})
+    """What tunesmith's ``--precision auto`` asks too: oneDNN's answer, which follows the CPU
+    flags and honours ``ONEDNN_MAX_CPU_ISA`` (so an AVX2-only CPU can be emulated)."""
+    from tunesmith.devices import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
 
 
 def make_records(dataset: str, count: int) -> list[dict]:
@@ -206,6 +211,10 @@ def print_machine() -> None:
     present = " ".join(f for f in FLAGS if f in flags) or "none"
     print(f"CPU: {name} ({os.cpu_count()} cores); flags: {present}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; transformers {transformers.__version__}, peft {peft.__version__}")
+    caps = {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS") if k in os.environ}
+    if caps:
+        print("instruction sets capped (emulating an older CPU): " + ", ".join(f"{k}={v}" for k, v in caps.items())
+              + f"; torch kernels {torch.backends.cpu.get_cpu_capability()}, native bf16 {native_bf16()}")
 
 
 def print_configurations(results: dict) -> None:

@@ -27,7 +27,7 @@ def run(tmp_path, tiny_model, name, **overrides):
     if not data.exists():
         write_jsonl(data, mixed_records(40))
     config = TrainConfig(data=data, output=tmp_path / name, model=str(tiny_model), hyperparameters=Hyperparameters(2, 1e-4, 0),
-                         precision="fp32", merge=False, **overrides)
+                         precision="fp32", merge=False, device="cpu", **overrides)
     return finetune(config)
 
 
@@ -113,7 +113,7 @@ def test_bf16_lora_keeps_the_frozen_base_in_bf16_and_nothing_else(tmp_path, tiny
     data = tmp_path / "mixed.jsonl"
     write_jsonl(data, mixed_records(20))
     finetune(TrainConfig(data=data, output=tmp_path / "bf16", model=str(tiny_model), hyperparameters=Hyperparameters(1, 1e-4, 0),
-                         precision="bf16", merge=False), on_start=on_start)
+                         precision="bf16", merge=False, device="cpu"), on_start=on_start)
     low = {name for name, dtype in seen.items() if dtype == torch.bfloat16}
     assert low and all(".base_layer." in name for name in low)
     assert all(seen[name] == torch.float32 for name in seen if "lora_" in name or "norm" in name or "embed" in name)

@@ -160,6 +160,8 @@ class TrainingRun:
         self.valid_data = self._tokenize(config.validation) if config.validation else None
         self.plan = self._plan()
         distributed.join(self.world, self.placement.device)
+        if self.placement.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.placement.device)  # the summary's peak is this run's
         torch.manual_seed(config.seed)
         model = load_model(self.source) if config.quantize == "none" else load_quantized(self.source, config.quantize, self.placement)
         self.attention = choose_attention(model, self.placement.device)

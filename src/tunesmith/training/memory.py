@@ -37,18 +37,22 @@ MIN_MICRO_BATCH_TOKENS = 64
 class MemoryModel:
     """What a training process of one model holds, in bytes, as a function of its micro-batch.
 
-    Fitted on SmolLM2-135M with LoRA on an AMD EPYC (peak RSS of the training loop at two
-    micro-batch sizes: 1.68 MB per token in fp32, 1.38 MB in bf16 with the frozen base in
-    bf16, about 1.6 GB fixed), and written in terms of the model's shape so that it scales
-    to other models.
+    Fitted on SmolLM2-135M with LoRA on an AMD EPYC, from the peak RSS of the training loop
+    at several micro-batch sizes (token positions computed): about 1.4 MB per position in
+    bf16 (frozen base in bf16) and 2.8-3.5 MB in fp32, about 1.6 GB fixed; and from
+    ``transformers.Trainer``'s peaks on the same data (3.6 GB in bf16 and 4.4 GB in fp32 with
+    16 records of ~75 tokens, 16.7 GB in bf16 with 16 of ~480). Written in terms of the
+    model's shape so that it scales to other models; the factors are those measurements.
     """
 
     fixed: float
     """Weights, gradients and optimizer state of the trainable ones, runtime."""
     per_token: float
-    """Activations kept for the backward pass, per padded token of a micro-batch."""
+    """Activations kept for the backward pass, per token position of a micro-batch."""
+    peer_per_token: float
+    """The same for the peer, whose attention kernel and loss keep less per position..."""
     logits_per_token: float
-    """A peer's full-vocabulary logits, log-softmax and their gradient, per token."""
+    """...but whose full-vocabulary logits, log-softmax and their gradient add this."""
 
     @classmethod
     def of(cls, model, precision: str, longest: int, eager_attention: bool, runtime: bool = True) -> MemoryModel:
@@ -60,13 +64,15 @@ class MemoryModel:
         heads = config.num_attention_heads
         parameters = sum(p.numel() * p.element_size() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        low = 0.8 if precision in ("bf16", "fp16") else 1.0  # many saved tensors stay fp32 (residual stream, norms, rotary)
-        per_layer = (12 * hidden + 5 * intermediate) * 4 * low
+        low = precision in ("bf16", "fp16")
+        shape = (12 * hidden + 5 * intermediate) * 4  # fp32 bytes of the tensors one layer keeps per position
+        per_layer = shape * (0.8 if low else 1.9)  # measured: low precision keeps many fp32 tensors, fp32 more than twice
         if eager_attention:  # the attention weights (fp32 softmax and its low-precision copy) per query
-            per_layer += heads * longest * (4 + 2 * low)
+            per_layer += heads * longest * (6 if low else 8)
         return cls(
             fixed=parameters + 16 * trainable + (RUNTIME_MB * 2**20 if runtime else 0),
             per_token=layers * per_layer,
+            peer_per_token=layers * shape * (0.82 if low else 1.18),
             logits_per_token=config.vocab_size * 4 * 3,
         )
 
@@ -77,7 +83,7 @@ class MemoryModel:
         """A ``transformers.Trainer`` run of the same model: micro-batches of that many records
         padded to the longest, whole-vocabulary logits."""
         tokens = records_per_micro_batch * longest
-        return self.peak(tokens) + self.logits_per_token * tokens
+        return self.fixed + (self.peer_per_token + self.logits_per_token) * tokens
 
     def micro_batch_tokens(self, budget: float, cap: int | None = None) -> int:
         """The largest micro-batch (padded tokens) that keeps the peak within ``budget`` bytes,
