@@ -108,7 +108,8 @@ class TrainConfig:
     what limits a CPU. On an H200 it depends: with one 64-record micro-batch the extra, smaller kernels made
     steps slower (0.5x with a 20-token prompt, 0.77x with a 430-token one, at a third of the memory), while
     under the default memory budget with a 90%-shared prompt it packed more records per micro-batch and trained
-    1.24x faster. GPUs train each record in full unless asked (``benchmarks/gpu_shared_prefix.py``)."""
+    1.20-1.24x faster at a third of the GPU memory. GPUs train each record in full unless asked
+    (``benchmarks/gpu_shared_prefix.py``)."""
     seed: int = setting(0, help="Seeds the initial adapter weights, the shuffles and dropout.")
     save_every: int | None = setting(None, minimum=1, help="Also checkpoint every N optimizer steps (always at each epoch end).")
     keep_checkpoints: int = setting(2, minimum=1, help="Checkpoints kept on disk; older ones are deleted.")
