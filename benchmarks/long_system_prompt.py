@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from tunesmith.quickstart.task import SYSTEM, make_example
+from tunesmith.quickstart.task import SYSTEM, make_example, record
 
 POLICY = f"""You are the support assistant of Northwind Home, an online shop for furniture, kitchen \
 appliances, lighting and small electronics. Follow this policy in every conversation.
@@ -41,17 +41,6 @@ Task. {SYSTEM} The issue category is one of damaged, late, wrong_item, refund or
 Answer with the JSON ticket alone, no greeting and no explanation."""
 
 
-def record(message: str, answer: str) -> dict:
-    return {
-        "schemaVersion": "bedrock-conversation-2024",
-        "system": [{"text": POLICY}],
-        "messages": [
-            {"role": "user", "content": [{"text": message}]},
-            {"role": "assistant", "content": [{"text": answer}]},
-        ],
-    }
-
-
 def make_records(count: int, seed: int = 7) -> list[dict]:
     """``count`` records with distinct customer messages."""
     rng = random.Random(seed)
@@ -61,5 +50,5 @@ def make_records(count: int, seed: int = 7) -> list[dict]:
         message, answer = make_example(rng)
         if message not in seen:
             seen.add(message)
-            records.append(record(message, answer))
+            records.append(record(message, answer, system=POLICY))
     return records

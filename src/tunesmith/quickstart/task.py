@@ -48,10 +48,10 @@ def make_example(rng: random.Random) -> tuple[str, str]:
     return message, answer
 
 
-def record(message: str, answer: str) -> dict:
+def record(message: str, answer: str, system: str = SYSTEM) -> dict:
     return {
         "schemaVersion": "bedrock-conversation-2024",
-        "system": [{"text": SYSTEM}],
+        "system": [{"text": system}],
         "messages": [
             {"role": "user", "content": [{"text": message}]},
             {"role": "assistant", "content": [{"text": answer}]},
