@@ -63,22 +63,23 @@ def _prefix_loss(model, hidden: torch.Tensor, examples: list[Example], shared: i
     device = hidden.device
     # Positions 0..shared-2 predict shared tokens 1..shared-1: one cross-entropy each, weighted
     # by how many records learn that token.
-    weights = torch.tensor([sum(e.targets[t + 1] for e in examples) for t in range(shared - 1)], dtype=torch.float32)
-    positions = [t for t in range(shared - 1) if weights[t] > 0]
+    learners = [sum(e.targets[t + 1] for e in examples) for t in range(shared - 1)]
+    positions = [t for t, n in enumerate(learners) if n]
     loss = hidden.new_zeros((), dtype=torch.float32)
-    count = int(weights.sum())
+    count = sum(learners)
     if positions:
         index = torch.tensor(positions, device=device)
-        labels = torch.tensor(examples[0].input_ids[1:shared], device=device)[index]
+        labels = torch.tensor([examples[0].input_ids[t + 1] for t in positions], device=device)
+        weights = torch.tensor([learners[t] for t in positions], dtype=torch.float32, device=device)
         each = F.cross_entropy(_logits(model, hidden[0, index]), labels, reduction="none")
-        loss = loss + (each * weights[positions].to(device)).sum()
+        loss = loss + (each * weights).sum()
     # The last prefix position predicts each record's first own token.
-    learners = [e for e in examples if e.targets[shared]]
-    if learners:
-        labels = torch.tensor([e.input_ids[shared] for e in learners], device=device)
-        logits = _logits(model, hidden[0, shared - 1]).expand(len(learners), -1)
+    first = [e.input_ids[shared] for e in examples if e.targets[shared]]
+    if first:
+        labels = torch.tensor(first, device=device)
+        logits = _logits(model, hidden[0, shared - 1]).expand(len(first), -1)
         loss = loss + F.cross_entropy(logits, labels, reduction="sum")
-        count += len(learners)
+        count += len(first)
     return loss, count
 
 
