@@ -99,7 +99,21 @@ def measure_dataset(data: Path, model: str) -> dict:
 
     tokenized = tokenize_records(read_records(data), load_tokenizer(resolve_model(model)), DatasetKind.FINE_TUNING, MAX_LENGTH)
     ids = [e.input_ids for e in tokenized.examples]
-    return {"records": len(ids), "tokens": tokenized.tokens, "shared_share": shared_prefix_share(ids)}
+    targets = sum(e.target_count for e in tokenized.examples)
+    return {"records": len(ids), "tokens": tokenized.tokens, "targets": targets, "shared_share": shared_prefix_share(ids)}
+
+
+def linear_sizes(model) -> tuple[int, int]:
+    """Multiply-adds per position of the decoder's linear layers (adapters left out) and of
+    the output head: what a position costs in matmuls, forward or backward."""
+    import torch
+
+    head = model.get_output_embeddings()
+    decoder = sum(
+        m.weight.numel() for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and m is not head and "lora_" not in name
+    )
+    return decoder, head.weight.numel()
 
 
 def attention_of(model) -> str:
@@ -122,6 +136,7 @@ def run_tunesmith(data: Path, model: str, steps: int, output: Path) -> dict:
         seen["attention"] = attention_of(run.model)
         seen["micro_batch"] = f"up to {run.micro_batch.tokens} padded tokens (memory budget {run.micro_batch.budget_mb:,.0f} MB)"
         seen["shared"] = "shared prefixes computed once" if run.share_prefixes else "no prefix sharing"
+        seen["linear_sizes"] = linear_sizes(run.model)
 
     result = finetune(config, on_start=on_start)
     assert result.plan.total_steps == steps, (result.plan.total_steps, steps)
@@ -130,7 +145,7 @@ def run_tunesmith(data: Path, model: str, steps: int, output: Path) -> dict:
         "precision": seen["precision"], "attention": seen["attention"],
         "micro_batch": seen["micro_batch"], "sampling": f"length-grouped, {seen['shared']}",
         "tokens": state.tokens, "padded": state.padded_tokens, "seconds": state.elapsed_s,
-        "shared_tokens": state.shared_tokens,
+        "shared_tokens": state.shared_tokens, "linear_sizes": seen["linear_sizes"],
     }
 
 
@@ -239,6 +254,14 @@ def print_dataset(dataset: str, measured: dict, results: dict) -> None:
     speed = results["trainer"]["seconds"] / results["tunesmith"]["seconds"]  # same tokens on both sides
     memory = results["tunesmith"]["peak_rss_mb"] / results["trainer"]["peak_rss_mb"]
     print(f"speed ratio tunesmith/trainer: {speed:.2f}x; peak RSS ratio tunesmith/trainer: {memory:.2f}")
+    ours, peer = results["tunesmith"], results["trainer"]
+    decoder, head = ours["linear_sizes"]
+    # The Trainer runs every position through the decoder and the head; tunesmith runs a shared
+    # prefix once and the head only where an answer token is predicted.
+    peer_work = (peer["tokens"] + peer["padded"]) * (decoder + head)
+    our_work = (ours["tokens"] + ours["padded"] - ours["shared_tokens"]) * decoder + measured["targets"] * head
+    print(f"linear-layer work trainer/tunesmith: {peer_work / our_work:.2f}x (the speed ratio if both ran their matmuls "
+          f"equally fast; decoder {decoder / 1e6:.0f}M and head {head / 1e6:.0f}M multiply-adds per position)")
 
 
 def main() -> None:

@@ -48,6 +48,7 @@ from tunesmith.training.checkpoints import capture_rng, latest_checkpoint, load_
 from tunesmith.training.config import TrainConfig
 from tunesmith.training.distributed import World
 from tunesmith.training.examples import TokenizedData, read_records, tokenize_records
+from tunesmith.training.fast_lora import fold_lora_products
 from tunesmith.training.frozen import store_frozen_linears_in
 from tunesmith.training.loss import dataset_loss
 from tunesmith.training.memory import fit_micro_batch
@@ -176,6 +177,8 @@ class TrainingRun:
         model.to(self.placement.device)
         low = self.placement.autocast_dtype if config.method == "lora" and config.quantize == "none" else None
         self.frozen_dtype = low if low is not None and store_frozen_linears_in(model, low) else None
+        if config.method == "lora" and not config.shard:
+            fold_lora_products(model)
         if config.shard:
             shard_model(model, self.world, self.placement.device)
         model.train()
