@@ -83,6 +83,8 @@ class StepInfo:
     elapsed_s: float
     eta_s: float
     """The plan's tokens still to train at the run's measured tokens/s so far."""
+    validation_loss: float | None = None
+    """Computed after this step (epoch ends and ``eval_every``), on the main rank; else None."""
 
 
 @dataclass
@@ -352,8 +354,8 @@ class TrainingRun:
                     "step", step=step, epoch=epoch, loss=round(loss, 6), lr=lr,
                     tokens_per_s=round(info.tokens_per_s, 1), elapsed_s=round(state.elapsed_s, 2), eta_s=round(info.eta_s, 1),
                 )
+                info.validation_loss = self._after_step(epoch)
                 self.on_step(info)
-                self._after_step(epoch)
         return state
 
     def _stopped(self, discarded_step: int) -> None:
@@ -363,9 +365,11 @@ class TrainingRun:
             self.save_checkpoint()
         self.metrics.event("stopped", step=self.state.step, discarded_step=discarded_step)
 
-    def _after_step(self, epoch: int) -> None:
+    def _after_step(self, epoch: int) -> float | None:
+        """Validation and checkpoints due after this step; the validation loss if computed."""
         config, state = self.config, self.state
         epoch_end = state.step % self.steps_per_epoch == 0
+        loss = None
         if epoch_end or (config.eval_every and state.step % config.eval_every == 0):
             loss = self.validation_loss()
             if loss is not None:
@@ -375,6 +379,7 @@ class TrainingRun:
                 self.metrics.event("validation", step=state.step, epoch=epoch, loss=round(loss, 6))
         if epoch_end or (config.save_every and state.step % config.save_every == 0):
             self.save_checkpoint()
+        return loss
 
     def save_checkpoint(self) -> Path | None:
         """Every rank hands rank 0 its RNG state; rank 0 writes the checkpoint (returns None elsewhere)."""
