@@ -104,6 +104,12 @@ class TunesmithConfig(Request):
     devices: Annotated[int, Field(ge=1, le=MAX_JOB_DEVICES)] = 1
     """Devices the job trains on, one data-parallel rank each: whole CUDA devices (the job
     waits until that many are free) or, on a CPU server, ranks sharing the CPU."""
+    earlyStoppingPatience: Annotated[int, Field(ge=1, le=1000)] | None = None
+    """Stop after this many validations in a row without a lower validation loss and keep the
+    best validation checkpoint as the model; needs ``validationDataConfig``. Omitted: every
+    epoch trains, as on the hosted service."""
+    evalEvery: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    """Also compute the validation loss every N optimizer steps (always at each epoch end)."""
 
 
 class CreateJobRequest(Request):

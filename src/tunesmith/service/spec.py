@@ -48,6 +48,10 @@ class JobSpec(BaseModel):
     max_response_length: int = guide.DEFAULT_RESPONSE_TOKENS
     devices: int = 1
     """Devices (data-parallel ranks) the job trains on: ``tunesmithConfig.devices``."""
+    early_stopping_patience: int | None = None
+    """``tunesmithConfig.earlyStoppingPatience``: opt-in early stopping on validation loss."""
+    eval_every: int | None = None
+    """``tunesmithConfig.evalEvery``: validation every N steps as well as at epoch ends."""
 
     def resolved_hyperparameters(self) -> Hyperparameters:
         return Hyperparameters.from_wire(self.hyperparameters)
@@ -93,6 +97,9 @@ def spec_from_request(request: CreateJobRequest, allowed_roots: list[str]) -> Jo
         max_response = distillation.teacherModelConfig.maxResponseLengthForInference
     elif distillation is not None:
         raise ValidationException(f"customizationConfig.distillationConfig is only for DISTILLATION, not {kind}")
+    extra = request.tunesmithConfig
+    if extra and extra.earlyStoppingPatience is not None and not validation_uris:
+        raise ValidationException("tunesmithConfig.earlyStoppingPatience needs validationDataConfig: early stopping watches the validation loss")
     sent = dict(request.hyperParameters or {})
     try:
         hyperparameters = Hyperparameters.from_wire(sent)
@@ -103,7 +110,8 @@ def spec_from_request(request: CreateJobRequest, allowed_roots: list[str]) -> Jo
         base_model_id=tier.hosted_ids[0], customization_type=kind, training_uri=request.trainingDataConfig.s3Uri,
         validation_uris=validation_uris, output_uri=request.outputDataConfig.s3Uri, hyperparameters=hyperparameters.to_wire(),
         hyperparameters_sent=sent, client_token=request.clientRequestToken, teacher=teacher, max_response_length=max_response,
-        devices=request.tunesmithConfig.devices if request.tunesmithConfig else 1,
+        devices=extra.devices if extra else 1,
+        early_stopping_patience=extra.earlyStoppingPatience if extra else None, eval_every=extra.evalEvery if extra else None,
     )
 
 

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tunesmith.training.config import LoraSettings, TrainConfig, advised_config
-    from tunesmith.training.loop import DataError, OutputError, RunState, StepInfo, TrainingRun
+    from tunesmith.training.loop import DataError, OutputError, TrainingRun
     from tunesmith.training.run import RunResult, finetune
+    from tunesmith.training.state import RunState, StepInfo
 
 _HOMES = {
     "LoraSettings": "config", "TrainConfig": "config", "advised_config": "config",
-    "DataError": "loop", "OutputError": "loop", "RunState": "loop", "StepInfo": "loop", "TrainingRun": "loop",
+    "DataError": "loop", "OutputError": "loop", "RunState": "state", "StepInfo": "state", "TrainingRun": "loop",
     "RunResult": "run", "finetune": "run",
 }
 __all__ = [

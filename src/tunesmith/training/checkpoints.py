@@ -64,13 +64,15 @@ def restore_rng(rng: dict[str, list]) -> None:
 def save_checkpoint(
     output: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], keep: int,
     rng_of_ranks: list[dict] | None = None, weights: dict[str, torch.Tensor] | None = None, optimizer_state: dict | None = None,
+    protect: int | None = None,
 ) -> Path:
     """``rng_of_ranks``: every rank's :func:`capture_rng`, in rank order (this process's alone by
     default). ``weights`` and ``optimizer_state``: what to save instead of the model's trainable
-    parameters and the optimizer's own state (a sharded run gathers them first)."""
+    parameters and the optimizer's own state (a sharded run gathers them first). Only the
+    ``keep`` newest checkpoints stay, and the one of step ``protect`` (the best validation)."""
     folder = checkpoint_dir(output)
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"{PREFIX}{step:06d}"
+    final = checkpoint_path(output, step)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=folder))
     try:
         save_file(weights if weights is not None else trainable_state(model), str(staging / "trainable.safetensors"))
@@ -87,9 +89,16 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    kept = checkpoint_path(output, protect) if protect is not None else None
     for old in list_checkpoints(output)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        if old != kept:
+            shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def checkpoint_path(output: Path, step: int) -> Path:
+    """Where the checkpoint of ``step`` is (or would be) written."""
+    return checkpoint_dir(output) / f"{PREFIX}{step:06d}"
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int = 0) -> dict[str, Any]:
@@ -98,6 +107,18 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     weights, optimizer_state, state = read_checkpoint(path)
     if state.get("sharded"):
         raise CheckpointError(f"{path} was written by a --shard run: resume it with --shard")
+    copy_weights(path, weights, model)
+    optimizer.load_state_dict(optimizer_state)
+    restore_rank_rng(state, rank)
+    return state
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    """The trainable weights of the checkpoint at ``path`` into ``model`` (nothing else)."""
+    copy_weights(path, load_file(str(path / "trainable.safetensors")), model)
+
+
+def copy_weights(path: Path, weights: dict[str, torch.Tensor], model: torch.nn.Module) -> None:
     params = dict(model.named_parameters())
     missing = [name for name in weights if name not in params]
     if missing:
@@ -105,9 +126,6 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
-    optimizer.load_state_dict(optimizer_state)
-    restore_rank_rng(state, rank)
-    return state
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict, dict[str, Any]]:

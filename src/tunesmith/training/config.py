@@ -114,6 +114,10 @@ class TrainConfig:
     save_every: int | None = setting(None, minimum=1, help="Also checkpoint every N optimizer steps (always at each epoch end).")
     keep_checkpoints: int = setting(2, minimum=1, help="Checkpoints kept on disk; older ones are deleted.")
     eval_every: int | None = setting(None, minimum=1, help="Also compute validation loss every N steps (always at each epoch end).")
+    early_stopping_patience: int | None = setting(
+        None, minimum=1, help="Stop after N validations in a row without a lower validation loss, and keep the best "
+        "validation checkpoint as the model (needs --validation). Off by default: every planned epoch trains.")
+    """``training/early_stopping.py``; the manifest's ``selectedCheckpoint`` says which step became the model and why."""
     device: str = setting("auto", help="auto, cpu, cuda, cuda:N or mps; auto picks CUDA, then MPS, then the CPU.")
     precision: Precision = setting(
         "auto", help="auto: bf16 on Ampere+ GPUs and CPUs with native bf16, fp16 with loss scaling on older GPUs, else fp32.")
@@ -139,6 +143,10 @@ class TrainConfig:
         if self.precision not in ("auto", "bf16", "fp16", "fp32"):
             raise ConfigError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
         check_settings(self)
+        if self.early_stopping_patience is not None and not self.validation:
+            raise ConfigError("early_stopping_patience needs validation data (--validation): it watches the validation loss")
+        if self.early_stopping_patience is not None and self.shard:
+            raise ConfigError("early_stopping_patience does not work with --shard yet: drop one of them")
 
 
 def advised_config(config: TrainConfig, records: int, tier: ModelTier) -> tuple[TrainConfig, Advice]:

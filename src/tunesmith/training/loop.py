@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -44,7 +43,15 @@ from tunesmith.models.loading import load_model, load_tokenizer
 from tunesmith.models.registry import ModelSource, resolve_model
 from tunesmith.training import batches, distributed
 from tunesmith.training.attention import choose_attention
-from tunesmith.training.checkpoints import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from tunesmith.training.checkpoints import (
+    capture_rng,
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    load_weights,
+    restore_rng,
+    save_checkpoint,
+)
 from tunesmith.training.config import TrainConfig
 from tunesmith.training.distributed import World
 from tunesmith.training.examples import TokenizedData, read_records, tokenize_records
@@ -58,7 +65,9 @@ from tunesmith.training.quantization import check_quantization, load_quantized
 from tunesmith.training.schedule import WarmupSchedule
 from tunesmith.training.sharding import check_sharding, full_optimizer_state, full_weights, load_sharded_checkpoint, shard_model
 from tunesmith.training.shared_loss import computed_positions, micro_batch_pass, supports_shared_prefix
+from tunesmith.training.state import RunState, StepInfo
 from tunesmith.training.stopping import stop_on_signals
+from tunesmith.training.validation_watch import ValidationWatch
 
 
 class OutputError(TunesmithError, ValueError):
@@ -67,41 +76,6 @@ class OutputError(TunesmithError, ValueError):
 
 class NothingToTrainError(TunesmithError, ValueError):
     """Every training record lost its target tokens to ``max_length``."""
-
-
-@dataclass
-class StepInfo:
-    """What one optimizer step reports to progress displays."""
-
-    step: int
-    """The step just completed, from 1 to ``total_steps``."""
-    total_steps: int
-    epoch: int
-    loss: float
-    lr: float
-    tokens_per_s: float
-    elapsed_s: float
-    eta_s: float
-    """The plan's tokens still to train at the run's measured tokens/s so far."""
-    validation_loss: float | None = None
-    """Computed after this step (epoch ends and ``eval_every``), on the main rank; else None."""
-
-
-@dataclass
-class RunState:
-    step: int = 0
-    """Optimizer steps completed (the last completed step's number)."""
-    tokens: int = 0
-    """Non-padding tokens processed."""
-    padded_tokens: int = 0
-    """Padding positions processed."""
-    shared_tokens: int = 0
-    """Token positions not recomputed: prefixes shared within a micro-batch, computed once."""
-    elapsed_s: float = 0.0
-    stopped: bool = False
-    last_validation_loss: float | None = None
-    history: dict[str, list] = field(default_factory=lambda: {"training": [], "validation": []})
-    """The metric CSV rows so far (``metrics.py``), restored on resume."""
 
 
 class TrainingRun:
@@ -200,6 +174,7 @@ class TrainingRun:
         self.warnings = [*self.placement.warnings, *self.warnings, *filter(None, [self.micro_batch.warning])]
         self.metrics = MetricsWriter(config.output, enabled=self.world.is_main)
         checkpoint = latest_checkpoint(config.output) if config.resume else None
+        self.watch = ValidationWatch(config.early_stopping_patience)
         if checkpoint is not None:
             load = load_sharded_checkpoint if config.shard else load_checkpoint
             saved = load(checkpoint, self.model, self.optimizer, rank=self.world.rank)
@@ -209,6 +184,7 @@ class TrainingRun:
                 history=saved["history"],
             )
             self._checkpointed_step = self.state.step
+            self.watch = ValidationWatch(config.early_stopping_patience, saved.get("validation_watch"))
         self.metrics.start(self.state.history["training"], self.state.history["validation"])
         self.metrics.event(
             "start", resumed_from=self.state.step, total_steps=self.total_steps, model=self.source.name, warnings=self.warnings,
@@ -328,7 +304,7 @@ class TrainingRun:
         n, dup, size = len(self.train_data.examples), config.duplication, self.plan.effective_batch_size
         epoch_batches: dict[int, list[list[int]]] = {}
         with stop_on_signals(self.request_stop, enabled=not self.world.distributed):
-            while state.step < self.total_steps:
+            while state.step < self.total_steps and not self.watch.should_stop:
                 started = time.perf_counter()
                 tokens_before = state.tokens
                 epoch, index = divmod(state.step, self.steps_per_epoch)
@@ -356,7 +332,16 @@ class TrainingRun:
                 )
                 info.validation_loss = self._after_step(epoch)
                 self.on_step(info)
+        if not state.stopped:
+            self._select_best()
         return state
+
+    def _select_best(self) -> None:
+        """With early stopping, the model becomes the best validation checkpoint's weights."""
+        best = self.watch.best_step
+        if best is not None and best != self.state.step:
+            load_weights(checkpoint_path(self.config.output, best), self.model)
+            self.metrics.event("selected", step=best, validation_loss=round(self.watch.early.best_loss, 6))
 
     def _stopped(self, discarded_step: int) -> None:
         """Keep a checkpoint of the last completed step (if one completed) and record the stop."""
@@ -372,12 +357,17 @@ class TrainingRun:
         loss = None
         if epoch_end or (config.eval_every and state.step % config.eval_every == 0):
             loss = self.validation_loss()
+            if self.world.distributed and config.early_stopping_patience:
+                loss = distributed.broadcast_from_main(self.world, loss)  # every rank stops at the same step
             if loss is not None:
                 self.metrics.validation(state.step, epoch, loss)
                 state.history["validation"] = self.metrics.validation_rows
                 state.last_validation_loss = loss
                 self.metrics.event("validation", step=state.step, epoch=epoch, loss=round(loss, 6))
-        if epoch_end or (config.save_every and state.step % config.save_every == 0):
+                prediction = self.watch.observe(state.step, epoch, loss, epoch_end, self.steps_per_epoch)
+                if prediction is not None:
+                    self.metrics.event("learning_curve", **prediction.as_dict())
+        if epoch_end or self.watch.is_best(state.step) or (config.save_every and state.step % config.save_every == 0):
             self.save_checkpoint()
         return loss
 
@@ -394,10 +384,10 @@ class TrainingRun:
         saved = {
             "tokens": state.tokens, "padded_tokens": state.padded_tokens, "shared_tokens": state.shared_tokens, "elapsed_s": state.elapsed_s,
             "last_validation_loss": state.last_validation_loss, "history": state.history, "world_size": self.world.size,
-            "sharded": self.config.shard,
+            "sharded": self.config.shard, "validation_watch": self.watch.to_state(),
         }
         path = save_checkpoint(self.config.output, state.step, self.model, self.optimizer, saved, self.config.keep_checkpoints,
-                               rng_of_ranks, weights, optimizer_state)
+                               rng_of_ranks, weights, optimizer_state, protect=self.watch.best_step)
         self.metrics.event("checkpoint", step=state.step, path=str(path))
         return path
 

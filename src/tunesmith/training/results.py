@@ -100,6 +100,7 @@ def write_results(run: TrainingRun) -> dict[str, Any]:
             "finalValidationLoss": validation_rows[-1][2] if validation_rows else None,
             "stopped": run.state.stopped,
         },
+        **run.watch.manifest(run.state.step),
         "versions": _versions(),
     }
     (output / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -115,6 +116,7 @@ def run_summary(run: TrainingRun) -> dict[str, Any]:
     return {
         "steps": state.step,
         "totalSteps": run.total_steps,
+        "earlyStopped": run.watch.should_stop,
         "tokens": state.tokens,
         "paddingFraction": round(state.padded_tokens / positions, 4) if positions else 0.0,
         "sharedPrefixTokens": state.shared_tokens,
