@@ -36,6 +36,10 @@ COMMANDS = {
         "Distill TEACHER into STUDENT on the prompts in DATA (answers are synthesized, then learned).",
     ),
     "duplicate": LazyCommand("tunesmith.cli.duplicate:duplicate", "Write FILE's records FACTOR times to OUT (the input is never touched)."),
+    "estimate": LazyCommand(
+        "tunesmith.cli.estimate:estimate",
+        "Estimate a training run of DATA before it starts: optimizer steps, tokens, time on this machine, peak memory.",
+    ),
     "evaluate": LazyCommand("tunesmith.cli.evaluate:evaluate", "Answer loss, perplexity, greedy exact match and ROUGE-L of a model on DATA."),
     "generate": LazyCommand(
         "tunesmith.cli.evaluate:generate",
@@ -59,6 +63,10 @@ COMMANDS = {
     "train": LazyCommand(
         "tunesmith.cli.train:train",
         "Train on DATA (JSONL) and write checkpoints, metrics and the trained model to --output.",
+    ),
+    "tune": LazyCommand(
+        "tunesmith.cli.tune:tune",
+        "Search epochs, learning rate, warmup and duplication for DATA within --budget; print the best hyperParameters.",
     ),
     "validate": LazyCommand(
         "tunesmith.cli.validate:validate",

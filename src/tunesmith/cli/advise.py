@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
 
 from tunesmith.advisor import Advice, advise_dataset, recommend
+from tunesmith.cli.errors import user_errors
+from tunesmith.cli.estimate import NO_OUTPUT, print_estimate, say_calibrating
 from tunesmith.cli.options import (
     TierParam,
     hyperparameter_flags,
@@ -23,6 +26,10 @@ from tunesmith.datasets.duplicate import MAX_FACTOR
 from tunesmith.datasets.problems import DEFAULT_MAX_LISTED
 from tunesmith.hyperparameters import HyperparameterError
 from tunesmith.tiers import ModelTier
+from tunesmith.training.config import TrainConfig
+
+if TYPE_CHECKING:  # the engine imports torch: only with --estimate
+    from tunesmith.training.estimate import Estimate
 
 
 def print_advice(advice: Advice, file: str | None) -> None:
@@ -61,17 +68,23 @@ def print_advice(advice: Advice, file: str | None) -> None:
 @kind_option
 @click.option("--duplicate", "duplication_factor", type=click.IntRange(1, MAX_FACTOR), help="Use this duplication factor instead of the advised one.")
 @hyperparameter_options
+@click.option("--estimate", "with_estimate", is_flag=True,
+              help="Also estimate the advised run on this machine (steps, tokens, time, peak memory; see `tunesmith estimate`). "
+                   "Loads the model, and times a few steps the first time for a model and machine.")
 @json_option
 def advise(
     file: str | None, tier: ModelTier, records: int | None, validation: tuple[str, ...], kind: str,
-    duplication_factor: int | None, as_json: bool, **flags: str,
+    duplication_factor: int | None, with_estimate: bool, as_json: bool, **flags: str,
 ) -> None:
     """Recommend epochs, duplication, warmup and learning rate for FILE (or --records N).
 
     Hyperparameter flags fix a value; the plan and warnings then describe your choice.
+    --estimate adds the run's time and memory on this machine (it needs a FILE).
     """
     if (file is None) == (records is None):
         fail("give either a FILE or --records N (not both)", 2)
+    if with_estimate and file is None:
+        fail("--estimate needs a FILE: the estimate tokenizes the records", 2)
     overrides = hyperparameter_flags(flags)
     try:
         if file is None:
@@ -88,7 +101,23 @@ def advise(
         for problem in exc.problems:
             click.echo(f"error: {problem.message}", err=True)
         raise SystemExit(1) from None
+    estimate = advised_estimate(file, validation, kind, advice) if with_estimate else None
     if as_json:
-        print_json(advice.as_dict())
-    else:
-        print_advice(advice, file)
+        print_json({**advice.as_dict(), **({"estimate": estimate.as_dict()} if estimate else {})})
+        return
+    print_advice(advice, file)
+    if estimate is not None:
+        console.print()
+        print_estimate(estimate)
+
+
+def advised_estimate(file: str, validation: tuple[str, ...], kind: str, advice: Advice) -> Estimate:
+    """The estimate of a run of ``file`` with the advised (or fixed) hyperparameters and duplication."""
+    from tunesmith.training.estimate import estimate_run
+
+    with user_errors():
+        config = TrainConfig(
+            data=file, output=NO_OUTPUT, model=advice.tier.name, validation=list(validation), kind=kind,
+            hyperparameters=advice.hyperparameters, duplication=advice.plan.duplication_factor,
+        )
+        return estimate_run(config, on_measure=say_calibrating)

@@ -98,20 +98,36 @@ def jobs() -> None:
 @click.option("--type", "customization_type", type=click.Choice(["FINE_TUNING", "CONTINUED_PRE_TRAINING"]), default="FINE_TUNING")
 @click.option("--devices", type=click.IntRange(1, MAX_JOB_DEVICES),
               help="Devices (data-parallel ranks) to train on; the server's default is 1 (sent as tunesmithConfig.devices).")
+@click.option("--early-stopping-patience", type=click.IntRange(1, 1000),
+              help="Stop after N validations without a lower validation loss and keep the best checkpoint "
+                   "(needs --validation; sent as tunesmithConfig.earlyStoppingPatience).")
+@click.option("--eval-every", type=click.IntRange(1), help="Also validate every N steps (sent as tunesmithConfig.evalEvery).")
 @hyperparameter_options
+@click.option("--estimate", "with_estimate", is_flag=True,
+              help="First print the run's steps, tokens, time and peak memory as this machine would train it (local data only; "
+                   "see `tunesmith estimate`). The job is sent whatever the estimate does.")
 @endpoint_option
-def create(name, model_name, base, data, validation, output, customization_type, devices, endpoint, **flags) -> None:
+def create(name, model_name, base, data, validation, output, customization_type, devices, early_stopping_patience, eval_every,
+           with_estimate, endpoint, **flags) -> None:
     """Create a job (the same request a hosted-service script would send)."""
     local = lambda uri: uri if "://" in uri else str(Path(uri).resolve())  # noqa: E731 - servers resolve against their own cwd
+    sent = hyperparameter_flags(flags)
+    if with_estimate:
+        from tunesmith.cli.estimate import estimate_before_job
+
+        kind = "pretraining" if customization_type == "CONTINUED_PRE_TRAINING" else "fine-tuning"
+        estimate_before_job(base, data, validation, kind, sent)
     client = bedrock(endpoint)
-    if devices is not None:
-        add_tunesmith_config(client, {"devices": devices})
+    extra = {"devices": devices, "earlyStoppingPatience": early_stopping_patience, "evalEvery": eval_every}
+    extra = {key: value for key, value in extra.items() if value is not None}
+    if extra:
+        add_tunesmith_config(client, extra)
     response = _call(
         client.create_model_customization_job,
         jobName=name, customModelName=model_name, roleArn=ROLE, baseModelIdentifier=base, customizationType=customization_type,
         trainingDataConfig={"s3Uri": local(data)}, outputDataConfig={"s3Uri": local(output)},
         validationDataConfig={"validators": [{"s3Uri": local(v)} for v in validation]},
-        hyperParameters=hyperparameter_flags(flags),
+        hyperParameters=sent,
     )
     console.print(response["jobArn"])
 

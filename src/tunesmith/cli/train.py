@@ -10,6 +10,7 @@ from click.core import ParameterSource
 from rich.markup import escape
 
 from tunesmith.cli.errors import user_errors
+from tunesmith.cli.estimate import estimate_before_training
 from tunesmith.cli.options import (
     config_options,
     config_values,
@@ -35,23 +36,29 @@ if TYPE_CHECKING:  # importing the loop loads torch: only when the command runs
 @click.option("--advised", is_flag=True, help="Use the advisor's hyperparameters and duplication for this dataset and tier.")
 @config_options(TrainConfig, ["duplication", "method", "kind"], flags={"duplication": "--duplicate"})
 @config_options(LoraSettings, ["rank", "alpha", "dropout"], prefix="lora")
-@config_options(TrainConfig, ["max_length", "max_memory", "micro_batch_tokens", "share_prefixes", "seed", "save_every", "eval_every", "keep_checkpoints", "device",
+@config_options(TrainConfig, ["max_length", "max_memory", "micro_batch_tokens", "share_prefixes", "seed", "save_every", "eval_every", "early_stopping_patience", "keep_checkpoints", "device",
                                "precision", "shard", "quantize", "resume"])
 @click.option("--nproc", type=click.IntRange(1, 1024), default=1, show_default=True,
               help="Data-parallel ranks on this machine, started by torchrun (gloo on CPU, NCCL on CUDA).")
 @click.option("--max-restarts", type=click.IntRange(0), default=0, show_default=True,
               help="With --nproc: torchrun restarts all ranks this many times after a failure; they resume from the last checkpoint.")
+@click.option("--estimate/--no-estimate", "with_estimate", default=True, show_default=True,
+              help="Print the run's steps, tokens, time on this machine and peak memory before training, and write OUTPUT/estimate.json "
+                   "(the first run of a model on a machine times a few steps first; see `tunesmith estimate`).")
 @json_option
 @click.pass_context
 def train(ctx: click.Context, data: str, validation: tuple[str, ...], advised: bool, as_json: bool, nproc: int,
-          max_restarts: int, **options: Any) -> None:
+          max_restarts: int, with_estimate: bool, **options: Any) -> None:
     """Train on DATA (JSONL) and write checkpoints, metrics and the trained model to --output."""
     from tunesmith.training import finetune
     from tunesmith.training.distributed import world_from_environment
 
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        if with_estimate:
+            err_console.print("estimate: none with --nproc > 1 (the calibration times one process; `tunesmith estimate` gives its figures)")
         raise SystemExit(launch_ranks(nproc, max_restarts, options["output"]))
-    main = world_from_environment().is_main
+    world = world_from_environment()
+    main = world.is_main
     sent = hyperparameter_flags(options)
     if advised and (sent or ctx.get_parameter_source("duplication") is not ParameterSource.DEFAULT):
         fail("--advised chooses the hyperparameters and duplication; drop --advised or the explicit values", 2)
@@ -65,8 +72,11 @@ def train(ctx: click.Context, data: str, validation: tuple[str, ...], advised: b
         if not main:  # ranks other than 0 train silently; rank 0 speaks for the run
             result = finetune(config)
             return
+        on_start = show_run_warnings
+        if with_estimate and not config.resume and not world.distributed:
+            on_start = estimate_before_training(config)
         with training_progress() as on_step:
-            result = finetune(config, on_step, on_start=show_run_warnings)
+            result = finetune(config, on_step, on_start=on_start)
     if result.stopped:
         console.print(escape(stopped_message(result, f"tunesmith train {data} --output {config.output} ... --resume")))
         raise SystemExit(130)

@@ -60,7 +60,13 @@ CACHE_VERSION = 1
 SAMPLE_RECORDS = 512
 """Records of the user's data a stand-alone calibration trains on: enough to fill a micro-batch."""
 REPEATS = 2
-"""Timed steps of each shape (after one warm-up step)."""
+"""Timed steps of each shape at least (after one warm-up step)..."""
+MIN_SECONDS = 1.0
+"""...and more, up to :data:`MAX_REPEATS`, until this much was timed: a tiny model's steps take
+milliseconds, and a handful of them is at the mercy of whatever else the machine runs."""
+MAX_REPEATS = 25
+MIN_POSITION_SHARE = 0.25
+"""The least share of a full micro-batch's time taken as per-position cost (``_fit``)."""
 SPLIT_INTO = 4
 """The third shape cuts the full micro-batch's records into about this many micro-batches."""
 
@@ -83,7 +89,7 @@ class Calibration:
         return {
             "secondsPerStep": self.per_step, "secondsPerMicroBatch": self.per_micro_batch,
             "secondsPerPosition": self.per_position, "measuredSteps": self.measured_steps,
-            "measuredSeconds": round(self.measured_seconds, 3),
+            "measuredSeconds": self.measured_seconds,
         }
 
     @classmethod
@@ -132,9 +138,10 @@ def _full_micro_batch(run: TrainingRun) -> list[int]:
     return chosen
 
 
-def measure(run: TrainingRun, repeats: int = REPEATS) -> Calibration:
+def measure(run: TrainingRun) -> Calibration:
     """Time optimizer steps of three shapes on ``run`` (set up, not trained: its weights,
-    optimizer and counters are changed and must be thrown away) and fit the three rates."""
+    optimizer and counters are changed and must be thrown away) and fit the three rates to
+    each shape's (lower) median."""
     examples, share = run.train_data.examples, head_share(run.model)
     by_length = sorted(range(len(examples)), key=lambda i: len(examples[i]))
     full, size = _full_micro_batch(run), run.micro_batch
@@ -157,29 +164,32 @@ def measure(run: TrainingRun, repeats: int = REPEATS) -> Calibration:
     try:
         timed(full, size)  # warm-up: allocator, kernels and caches for the largest shape
         samples: dict[str, list[tuple[float, int, float]]] = {name: [] for name in shapes}
-        for _ in range(repeats):
+        spent, rounds = 0.0, 0
+        while rounds < REPEATS or (spent < MIN_SECONDS and rounds < MAX_REPEATS):
             for name, (indices, micro_batch) in shapes.items():  # interleaved: a busy moment spreads over all shapes
                 samples[name].append(timed(indices, micro_batch))
+                spent += samples[name][-1][0]
+            rounds += 1
     finally:
         run.micro_batch = size
-    mean = {name: tuple(sum(column) / len(column) for column in zip(*rows)) for name, rows in samples.items()}
-    measured = [row for rows in samples.values() for row in rows]
-    return _fit(mean, len(measured), sum(row[0] for row in measured))
+    lower_median = {name: sorted(rows)[(len(rows) - 1) // 2] for name, rows in samples.items()}  # of two: the less disturbed
+    return _fit(lower_median, rounds * len(shapes), spent)
 
 
-def _fit(mean: dict[str, tuple[float, ...]], steps: int, seconds: float) -> Calibration:
-    """The three rates from the mean (seconds, micro-batches, work) of each shape; rates that
-    timing noise would make negative are taken as 0."""
-    t_small, _, w_small = mean["small"]
-    t_full, _, w_full = mean["full"]
-    if w_full > 1.2 * w_small and t_full > t_small:
-        per_position = (t_full - t_small) / (w_full - w_small)
-        fixed = max(0.0, t_small - per_position * w_small)  # per step + per micro-batch
-    else:  # one shape only (a tiny dataset): everything per position
-        per_position, fixed = t_full / w_full, 0.0
+def _fit(sample: dict[str, tuple[float, int, float]], steps: int, seconds: float) -> Calibration:
+    """The three rates from a (seconds, micro-batches, work) sample of each shape. The fit
+    reproduces the full micro-batch's time exactly and splits it between fixed and per-position
+    costs by the small shape; timing noise can push that split anywhere, so at least
+    :data:`MIN_POSITION_SHARE` of the full time stays per position and no rate goes negative."""
+    t_small, _, w_small = sample["small"]
+    t_full, _, w_full = sample["full"]
+    most = t_full / w_full  # everything per position
+    slope = (t_full - t_small) / (w_full - w_small) if w_full > 1.2 * w_small else most
+    per_position = min(max(slope, MIN_POSITION_SHARE * most), most)
+    fixed = t_full - per_position * w_full  # per step + per micro-batch
     per_micro_batch = fixed
-    if "split" in mean and mean["split"][1] > 1:
-        t_split, n_split, w_split = mean["split"]
+    if "split" in sample and sample["split"][1] > 1:
+        t_split, n_split, w_split = sample["split"]
         extra = (t_split - t_full - per_position * (w_split - w_full)) / (n_split - 1)
         per_micro_batch = min(max(extra, 0.0), fixed)
     return Calibration(fixed - per_micro_batch, per_micro_batch, per_position, steps, seconds)

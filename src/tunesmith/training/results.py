@@ -19,6 +19,7 @@ from typing import Any
 from tunesmith import __version__
 from tunesmith.files import file_sha256
 from tunesmith.models.loading import load_model
+from tunesmith.training.estimate import estimate_vs_actual
 from tunesmith.training.loop import TrainingRun
 from tunesmith.training.memory import peak_memory_mb
 from tunesmith.training.plot import plot_loss
@@ -101,8 +102,10 @@ def write_results(run: TrainingRun) -> dict[str, Any]:
             "stopped": run.state.stopped,
         },
         **run.watch.manifest(run.state.step),
+        "estimate": None,
         "versions": _versions(),
     }
+    manifest["estimate"] = estimate_vs_actual(output, manifest["result"])  # written before training, if it was
     (output / "manifest.json").write_text(json.dumps(manifest, indent=2))
     plot_loss(training_rows, validation_rows, output / "loss_curve.png", f"{run.source.name} {config.method} ({config.kind.value})")
     run.metrics.event("end", **manifest["result"])
