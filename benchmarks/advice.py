@@ -111,9 +111,10 @@ def run_cell(task: str, size: int, setting: str, model: str, folder: Path, budge
 
 
 def write_table(results: list[dict], path: Path, ran_on: str, budget: str) -> str:
+    tuned = any(r["setting"] == "tune" for r in results)
     lines = [
-        f"Measured on {ran_on}. Test split: {TEST_RECORDS} held-out records per task. `tune`: budget {budget}, "
-        "compute includes its search.",
+        f"Measured on {ran_on}. Test split: {TEST_RECORDS} held-out records per task."
+        + (f" `tune`: budget {budget}, compute includes its search." if tuned else ""),
         "",
         "| task | records | setting | epochs | LR | warmup | dup | exact match | answer loss | tokens | minutes |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -141,6 +142,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output", type=Path, default=Path("advice-results"))
     parser.add_argument("--eval-batch", type=int, default=25, help="test prompts generated at once")
+    parser.add_argument("--table-only", action="store_true", help="rewrite OUTPUT/results.md from OUTPUT/results.json; train nothing")
     args = parser.parse_args()
     tasks, settings = args.tasks.split(","), args.settings.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -151,6 +153,9 @@ def main() -> None:
     args.output.mkdir(parents=True, exist_ok=True)
     saved = args.output / "results.json"
     results: list[dict] = json.loads(saved.read_text()) if saved.exists() else []
+    if args.table_only:
+        print(write_table(results, args.output / "results.md", ", ".join(sorted({r["machine"] for r in results})), args.tune_budget))
+        return
     ran_on = machine()
     print(f"machine: {ran_on}", flush=True)
     for size in sizes:  # smallest first: a run cut short still covers every task at the small sizes
