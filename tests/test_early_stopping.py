@@ -140,3 +140,20 @@ def test_job_api_takes_early_stopping_in_tunesmith_config(tmp_path) -> None:
         assert status == 400 and "earlyStoppingPatience needs validationDataConfig" in body["message"]
         status, body = post(server.url, request_body(tmp_path, "zero", tunesmithConfig={"earlyStoppingPatience": 0}, **validation))
         assert status == 400 and "tunesmithConfig.earlyStoppingPatience" in body["message"]
+
+
+def test_train_command_takes_the_flag_and_explains_a_missing_validation_file(in_tmp, tiny_model) -> None:
+    from click.testing import CliRunner
+
+    from tunesmith.cli import cli
+
+    write_jsonl(in_tmp / "t.jsonl", arithmetic(40))
+    write_jsonl(in_tmp / "v.jsonl", arithmetic(8, start=100))
+    common = ["train", "t.jsonl", "--model", str(tiny_model), "--precision", "fp32", "--epochs", "2", "--no-estimate"]
+    blind = CliRunner().invoke(cli, [*common, "--output", "a", "--early-stopping-patience", "2"])
+    assert blind.exit_code != 0 and "needs validation data" in blind.output and "Traceback" not in blind.output
+    done = CliRunner().invoke(cli, [*common, "--output", "b", "--validation", "v.jsonl", "--early-stopping-patience", "5",
+                                    "--eval-every", "1", "--json"], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    manifest = json.loads((in_tmp / "b" / "manifest.json").read_text())
+    assert manifest["selectedCheckpoint"]["patience"] == 5 and manifest["selectedCheckpoint"]["evaluations"] == 6
