@@ -129,8 +129,8 @@ def show_result(result: TuneResult) -> None:
                   f"validation loss {best.validation_loss:.4f} (rule: highest exact match, then lowest loss)")
     console.print("hyperParameters for CreateModelCustomizationJob:")
     console.print(escape(json.dumps(best.hyperparameters)))
-    console.print(f"duplication factor: {best.duplication} (hosted: `tunesmith duplicate DATA --factor {best.duplication} --out FILE` "
-                  "before uploading)")
+    hint = f" (hosted: `tunesmith duplicate DATA --factor {best.duplication} --out FILE` before uploading)" if best.duplication > 1 else ""
+    console.print(escape(f"duplication factor: {best.duplication}{hint}"))
     console.print("train it:")
     console.print(escape(result.train_command or ""))
     console.print(f"written: {escape(str(result.folder / 'trials.csv'))}, {escape(str(result.folder / 'best.json'))}")
