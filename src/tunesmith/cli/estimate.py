@@ -23,7 +23,7 @@ from tunesmith.cli.options import (
     json_option,
     validation_option,
 )
-from tunesmith.cli.progress import _duration, show_run_warnings
+from tunesmith.cli.progress import duration, show_run_warnings
 from tunesmith.cli.render import console, err_console, fail, print_json, table
 from tunesmith.hyperparameters import Hyperparameters
 from tunesmith.training.config import LoraSettings, TrainConfig
@@ -91,9 +91,9 @@ def _count(n: float) -> str:
 
 def summary_line(estimate: Estimate) -> str:
     """One line: ``estimate: 412 optimizer steps, 1.2M tokens, about 14 min 05 s on this machine, peak about 3.4 GB``."""
-    validation = f" (+{_duration(estimate.validation_seconds)} validation)" if estimate.validation_seconds >= 1 else ""
+    validation = f" (+{duration(estimate.validation_seconds)} validation)" if estimate.validation_seconds >= 1 else ""
     return (f"estimate: {estimate.steps:,} optimizer steps, {_count(estimate.tokens)} tokens, about "
-            f"{_duration(estimate.training_seconds)} of training{validation} on this machine, "
+            f"{duration(estimate.training_seconds)} of training{validation} on this machine, "
             f"peak about {estimate.peak_memory_mb / 1024:.1f} GB")
 
 
@@ -106,8 +106,8 @@ def print_estimate(estimate: Estimate) -> None:
         ["tokens", f"{estimate.tokens:,} trained ({estimate.dataset_tokens:,} in {estimate.records:,} records)"],
         ["token positions", f"{estimate.computed_positions:,} computed in {estimate.micro_batches:,} micro-batches of up to "
                             f"{estimate.micro_batch_tokens:,}"],
-        ["training time", f"about {_duration(estimate.training_seconds)}"],
-        ["validation time", f"about {_duration(estimate.validation_seconds)}" if estimate.validation_seconds else "-"],
+        ["training time", f"about {duration(estimate.training_seconds)}"],
+        ["validation time", f"about {duration(estimate.validation_seconds)}" if estimate.validation_seconds else "-"],
         ["peak memory", f"about {estimate.peak_memory_mb:,.0f} MB ({memory})"],
         ["calibration", f"{source}: {calibration.per_position * 1e6:.3g} µs per token position, "
                         f"{calibration.per_micro_batch * 1e3:.3g} ms per micro-batch, {calibration.per_step * 1e3:.3g} ms per step"],

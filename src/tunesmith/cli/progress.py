@@ -24,11 +24,11 @@ def show_run_warnings(run: TrainingRun) -> None:
 def first_step_estimate(info: StepInfo) -> str:
     """The line printed after the first step: the whole run's time at the speed just measured."""
     total = info.elapsed_s + info.eta_s
-    return (f"estimate: {_duration(total)} of training on this machine ({info.total_steps} steps at "
+    return (f"estimate: {duration(total)} of training on this machine ({info.total_steps} steps at "
             f"{info.tokens_per_s:,.0f} tokens/s, measured on step {info.step})")
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"

@@ -14,7 +14,7 @@ the three rates are measured.
 
 :func:`measure` times real optimizer steps of three shapes (one record; one full micro-batch;
 the same records cut into about four micro-batches) on a set-up :class:`TrainingRun` whose
-weights are thrown away afterwards, through the loop's own ``_optimizer_step``: precision,
+weights are thrown away afterwards, through the loop's own ``optimizer_step``: precision,
 attention, prefix sharing and the LoRA fast paths are the ones training uses. The first step
 is a warm-up and is not timed.
 
@@ -133,7 +133,7 @@ def _full_micro_batch(run: TrainingRun) -> list[int]:
     random.Random(run.config.seed).shuffle(candidates)
     chosen: list[int] = []
     for index in candidates[:SAMPLE_RECORDS]:
-        if len(run._micro_batches([*chosen, index])) == 1:
+        if len(run.micro_batches_of([*chosen, index])) == 1:
             chosen.append(index)
     return chosen
 
@@ -153,10 +153,10 @@ def measure(run: TrainingRun) -> Calibration:
 
     def timed(indices: list[int], micro_batch) -> tuple[float, int, float]:
         run.micro_batch = micro_batch
-        groups = run._micro_batches(indices)
+        groups = run.micro_batches_of(indices)
         work = sum(p + share * t for p, t in map(lambda g: micro_batch_work(run, g), groups))
         started = time.perf_counter()
-        run._optimizer_step(indices, lr)
+        run.optimizer_step(indices, lr)
         if run.placement.device.type == "cuda":
             torch.cuda.synchronize(run.placement.device)
         return time.perf_counter() - started, len(groups), work

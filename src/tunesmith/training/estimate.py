@@ -97,7 +97,7 @@ def estimate_from_run(run: TrainingRun, calibration: Calibration, cached: bool) 
     micro_batches = positions = targets = 0
     for epoch in range(plan.hyperparameters.epoch_count):  # the loop's own step lists and packing
         for indices in batches.step_batches(len(examples), config.duplication, plan.effective_batch_size, epoch, config.seed):
-            for group in run._micro_batches(indices):
+            for group in run.micro_batches_of(indices):
                 computed, learned = micro_batch_work(run, group)
                 micro_batches, positions, targets = micro_batches + 1, positions + computed, targets + learned
     training = calibration.seconds(plan.total_steps, micro_batches, positions + share * targets)

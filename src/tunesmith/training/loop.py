@@ -230,7 +230,7 @@ class TrainingRun:
             self._stop_requested = True
         return self._stop_requested
 
-    def _optimizer_step(self, indices: list[int], lr: float) -> float | None:
+    def optimizer_step(self, indices: list[int], lr: float) -> float | None:
         """Forward and backward over this rank's share of the step, summed gradients, then one
         optimizer step; the step's mean loss per target token over all ranks. A stop before
         any micro-batch (agreed by all ranks) throws the partial step away and returns None,
@@ -238,7 +238,7 @@ class TrainingRun:
         run resumed from there repeats this step exactly."""
         examples, state, world, device = self.train_data.examples, self.state, self.world, self.placement.device
         targets = sum(examples[i].target_count for i in indices)  # over all ranks: every rank knows the whole step
-        groups = self._micro_batches(distributed.share(indices, examples, world))
+        groups = self.micro_batches_of(distributed.share(indices, examples, world))
         rounds = max(self._micro_batch_count(indices, rank) for rank in range(world.size))
         rng = capture_rng()
         for param_group in self.optimizer.param_groups:
@@ -283,9 +283,10 @@ class TrainingRun:
 
     def _micro_batch_count(self, indices: list[int], rank: int) -> int:
         share = distributed.share(indices, self.train_data.examples, World(rank, self.world.size))
-        return len(self._micro_batches(share))
+        return len(self.micro_batches_of(share))
 
-    def _micro_batches(self, indices: list[int]) -> list[list[int]]:
+    def micro_batches_of(self, indices: list[int]) -> list[list[int]]:
+        """How this run packs ``indices`` into micro-batches (the estimate counts them the same way)."""
         examples = self.train_data.examples
         cost = (lambda group: computed_positions(examples, prefix_groups(self.token_ids, group))) if self.share_prefixes else None
         return batches.micro_batches(indices, examples, self.micro_batch.tokens, cost)
@@ -312,7 +313,7 @@ class TrainingRun:
                     epoch_batches = {epoch: batches.step_batches(n, dup, size, epoch, config.seed)}
                 step = state.step + 1
                 lr = self.schedule(step)
-                loss = self._optimizer_step(epoch_batches[epoch][index], lr)
+                loss = self.optimizer_step(epoch_batches[epoch][index], lr)
                 if loss is None:
                     self._stopped(discarded_step=step)
                     break
