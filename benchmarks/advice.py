@@ -111,13 +111,17 @@ def run_cell(task: str, size: int, setting: str, model: str, folder: Path, budge
 
 
 def write_table(results: list[dict], path: Path, ran_on: str, budget: str) -> str:
+    """The table of ``results``; with cells from several machines, a column names each row's."""
+    machines = sorted({r.get("machine", ran_on) for r in results}) or [ran_on]
     tuned = any(r["setting"] == "tune" for r in results)
+    where = machines[0] if len(machines) == 1 else "; ".join(f"({chr(97 + i)}) {m}" for i, m in enumerate(machines))
+    extra = len(machines) > 1
     lines = [
-        f"Measured on {ran_on}. Test split: {TEST_RECORDS} held-out records per task."
+        f"Measured on {where}. Test split: {TEST_RECORDS} held-out records per task."
         + (f" `tune`: budget {budget}, compute includes its search." if tuned else ""),
         "",
-        "| task | records | setting | epochs | LR | warmup | dup | exact match | answer loss | tokens | minutes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | records | setting | epochs | LR | warmup | dup | exact match | answer loss | tokens | minutes |" + (" ran on |" if extra else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if extra else ""),
     ]
     order = {name: i for i, name in enumerate(TASKS)}
     for r in sorted(results, key=lambda r: (order[r["task"]], r["records"], SETTINGS.index(r["setting"]))):
@@ -125,7 +129,7 @@ def write_table(results: list[dict], path: Path, ran_on: str, budget: str) -> st
         lines.append(
             f"| {r['task']} | {r['records']:,} | {r['setting']} | {hp['epochCount']} | {hp['learningRate']} | "
             f"{hp['learningRateWarmupSteps']} | {r['duplicationFactor']} | {r['exactMatch']:.1%} | {r['answerLoss']:.3f} | "
-            f"{r['trainingTokens']:,} | {r['minutes']:.1f} |"
+            f"{r['trainingTokens']:,} | {r['minutes']:.1f} |" + (f" ({chr(97 + machines.index(r['machine']))}) |" if extra else "")
         )
     table = "\n".join(lines) + "\n"
     path.write_text(table)
@@ -154,7 +158,7 @@ def main() -> None:
     saved = args.output / "results.json"
     results: list[dict] = json.loads(saved.read_text()) if saved.exists() else []
     if args.table_only:
-        print(write_table(results, args.output / "results.md", ", ".join(sorted({r["machine"] for r in results})), args.tune_budget))
+        print(write_table(results, args.output / "results.md", "unknown machine", args.tune_budget))
         return
     ran_on = machine()
     print(f"machine: {ran_on}", flush=True)
