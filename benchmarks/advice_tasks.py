@@ -23,6 +23,8 @@ import json
 import random
 from collections.abc import Callable
 
+from tunesmith.quickstart.task import record
+
 SIZES = (300, 1_000, 5_000)
 TEST_RECORDS = 200
 
@@ -115,17 +117,6 @@ TASKS: dict[str, tuple[str, Callable[[random.Random], tuple[str, str]]]] = {
 }
 
 
-def record(system: str, question: str, answer: str) -> dict:
-    return {
-        "schemaVersion": "bedrock-conversation-2024",
-        "system": [{"text": system}],
-        "messages": [
-            {"role": "user", "content": [{"text": question}]},
-            {"role": "assistant", "content": [{"text": answer}]},
-        ],
-    }
-
-
 def splits(task: str, train: int, test: int = TEST_RECORDS, seed: int = 0) -> tuple[list[dict], list[dict]]:
     """``train`` training and ``test`` test records of ``task``, disjoint by question. The
     test split comes first from the generator, so it is the same whatever ``train`` is."""
@@ -141,5 +132,5 @@ def splits(task: str, train: int, test: int = TEST_RECORDS, seed: int = 0) -> tu
             raise ValueError(f"{task}: only {len(out)} distinct questions; asked for {test + train}")
         if question not in seen:
             seen.add(question)
-            out.append(record(system, question, answer))
+            out.append(record(question, answer, system))
     return out[test:], out[:test]
