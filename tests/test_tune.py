@@ -237,3 +237,18 @@ def test_a_killed_search_resumes_keeping_its_finished_trials(tmp_path, search):
     retry = next(t for t in trials if t["retryOf"] == 1)
     assert retry["origin"] == "advice" and retry["state"] in ("complete", "pruned")
     assert sum(t["state"] in ("complete", "pruned") for t in trials) == 3
+
+
+def test_a_study_file_removed_mid_search_gives_one_clear_line(tmp_path, search, monkeypatch):
+    from tunesmith.tuning import trial as trial_module
+
+    real = trial_module.run_trial
+
+    def remove_study_then_run(*args, **kwargs):
+        (tmp_path / "s" / "study.db").unlink()  # as a user cleaning up the folder while the search runs
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trial_module, "run_trial", remove_study_then_run)
+    result = run(*search, "--output", tmp_path / "s", "--trials", "1")
+    assert result.exit_code == 1
+    assert "cannot write the search's study" in result.output and "Traceback" not in result.output

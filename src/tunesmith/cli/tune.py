@@ -48,6 +48,9 @@ def tune(data: str, output: str, validation: str | None, budget_text: str, as_js
     held-out records. Everything is kept in --output: rerun the same command to resume a
     search that was stopped, or to extend it with a larger --budget or --trials.
     """
+    import optuna
+    import sqlalchemy.exc
+
     from tunesmith.tuning import tune as run_search
 
     try:
@@ -67,6 +70,13 @@ def tune(data: str, output: str, validation: str | None, budget_text: str, as_js
             except SearchInterrupted as exc:
                 err_console.print(escape(str(exc)))
                 raise SystemExit(130) from None
+            except (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError) as exc:
+                # the study file went away or became unwritable mid-search
+                cause = exc
+                while cause.__cause__ is not None or getattr(cause, "orig", None) is not None:
+                    cause = getattr(cause, "orig", None) or cause.__cause__
+                fail(f"cannot write the search's study in {output}/study.db ({cause}); finished trials are kept "
+                     "there if the file still exists: rerun the same command to continue", 1)
     if as_json:
         print_json(result.as_dict())
     else:
