@@ -1,8 +1,9 @@
-"""Does the advisor's advice train better models? The guide's defaults, the advisor's settings
-and ``tunesmith tune``'s best, on four tasks with computed answers, at three dataset sizes.
+"""Does the advisor's advice train better models? The guide's defaults, the guide's rules as
+written, the advisor's settings and ``tunesmith tune``'s best, on four tasks with computed
+answers, at three dataset sizes.
 
     python benchmarks/advice.py [--tasks classify,extract,sort_list,compose] [--sizes 300,1000,5000]
-                                [--settings defaults,advice,tune] [--tune-budget 10m] [--model micro]
+                                [--settings defaults,guide,advice,tune] [--tune-budget 10m] [--model micro]
                                 [--device auto] [--output advice-results]
 
 For every task and size (``advice_tasks.py``: the same 200 held-out test records at every
@@ -11,6 +12,11 @@ and duplication, then scores the trained model on the test split: greedy exact m
 answer loss. Compute spent is the training tokens (every epoch and duplicate) and minutes of
 the training alone; for ``tune`` it is the whole search plus the final training. ``tune``
 never sees the test split: it holds out part of the training records itself.
+
+``guide`` is ``recommend(..., as_written=True)``: the guide's rules without tunesmith's measured
+deviations (``tunesmith/deviations.py``); ``advice`` is what ``tunesmith advise`` says. Where
+the two choose the same settings, the ``advice`` cell reuses the ``guide`` cell's scores
+(``sameAs`` in the results) instead of training the same thing twice.
 
 Each finished cell is saved in ``OUTPUT/results.json`` as soon as it is done, and a rerun
 skips the cells that are there, so the benchmark can run in pieces (one task at a time, on
@@ -32,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from advice_tasks import SIZES, TASKS, TEST_RECORDS, splits  # noqa: E402
 
-SETTINGS = ("defaults", "advice", "tune")
+SETTINGS = ("defaults", "guide", "advice", "tune")
 MAX_NEW_TOKENS = {"classify": 8, "extract": 48, "sort_list": 112, "compose": 16}
 
 
@@ -64,8 +70,8 @@ def chosen_settings(setting: str, train: Path, records: int, model: str, folder:
 
     if setting == "defaults":
         return {"hyperParameters": Hyperparameters().to_wire(), "duplicationFactor": 1, "searchTokens": 0, "searchSeconds": 0.0}
-    if setting == "advice":
-        advice = recommend(records, resolve_model(model).tier)
+    if setting in ("guide", "advice"):
+        advice = recommend(records, resolve_model(model).tier, as_written=setting == "guide")
         return {"hyperParameters": advice.hyperparameters.to_wire(), "duplicationFactor": advice.plan.duplication_factor,
                 "searchTokens": 0, "searchSeconds": 0.0}
     started = time.perf_counter()
@@ -110,6 +116,21 @@ def run_cell(task: str, size: int, setting: str, model: str, folder: Path, budge
     }
 
 
+def same_as_guide(results: list[dict], task: str, size: int, setting: str, model: str) -> dict | None:
+    """The ``guide`` cell's scores for an ``advice`` cell whose settings are the same."""
+    if setting != "advice":
+        return None
+    from tunesmith.advisor import recommend
+    from tunesmith.models.registry import resolve_model
+
+    advice = recommend(size, resolve_model(model).tier)
+    for r in results:
+        if (r["task"], r["records"], r["setting"]) == (task, size, "guide") and r["duplicationFactor"] == \
+                advice.plan.duplication_factor and r["hyperParameters"] == advice.hyperparameters.to_wire():
+            return {**r, "setting": "advice", "sameAs": "guide"}
+    return None
+
+
 def write_table(results: list[dict], path: Path, ran_on: str, budget: str) -> str:
     """The table of ``results``; with cells from several machines, a column names each row's."""
     machines = sorted({r.get("machine", ran_on) for r in results}) or [ran_on]
@@ -127,7 +148,7 @@ def write_table(results: list[dict], path: Path, ran_on: str, budget: str) -> st
     for r in sorted(results, key=lambda r: (order[r["task"]], r["records"], SETTINGS.index(r["setting"]))):
         hp = r["hyperParameters"]
         lines.append(
-            f"| {r['task']} | {r['records']:,} | {r['setting']} | {hp['epochCount']} | {hp['learningRate']} | "
+            f"| {r['task']} | {r['records']:,} | {r['setting']}{' (= guide)' if r.get('sameAs') else ''} | {hp['epochCount']} | {hp['learningRate']} | "
             f"{hp['learningRateWarmupSteps']} | {r['duplicationFactor']} | {r['exactMatch']:.1%} | {r['answerLoss']:.3f} | "
             f"{r['trainingTokens']:,} | {r['minutes']:.1f} |" + (f" ({chr(97 + machines.index(r['machine']))}) |" if extra else "")
         )
@@ -168,9 +189,9 @@ def main() -> None:
                 if any((r["task"], r["records"], r["setting"]) == (task, size, setting) for r in results):
                     continue
                 print(f"... {task} {size} {setting}", file=sys.stderr, flush=True)
-                cell = run_cell(task, size, setting, args.model, args.output / f"{task}-{size}", args.tune_budget, args.device,
+                cell = same_as_guide(results, task, size, setting, args.model) or run_cell(task, size, setting, args.model, args.output / f"{task}-{size}", args.tune_budget, args.device,
                                 args.eval_batch)
-                cell["machine"] = ran_on
+                cell.setdefault("machine", ran_on)
                 results.append(cell)
                 saved.write_text(json.dumps(results, indent=1))
                 print(f"{task:<10}{size:>6} {setting:<9} exact match {cell['exactMatch']:.1%}, answer loss "

@@ -4,6 +4,7 @@ import pytest
 
 from tunesmith import guide
 from tunesmith.advisor import plan_training, recommend, round_half_up
+from tunesmith.deviations import MIN_RECORD_PASSES, NO_EPOCH_CLIFF_AT_1K
 from tunesmith.hyperparameters import HyperparameterError, Hyperparameters
 from tunesmith.tiers import TIERS, ModelTier
 
@@ -45,7 +46,10 @@ def test_issue_acceptance_small_and_medium():
         (500, 5, 2),
         (501, 5, 2),  # at least the guide's own 2x example
         (999, 5, 2),
-        (1000, 2, 1),  # boundary: "<1K" duplicates, 1K does not
+        (1000, 5, 1),  # boundary: "<1K" duplicates, 1K does not; 5,000 passes (deviations.py)
+        (1250, 4, 1),  # ceil(5000 / 1250) = 4
+        (2499, 3, 1),
+        (2500, 2, 1),  # the guide's 2 epochs reach 5,000 passes
         (5000, 2, 1),  # "up to 5k" -> 2
         (5001, 1, 1),  # "greater than 5k" -> 1
         (20000, 1, 1),
@@ -57,6 +61,26 @@ def test_epochs_and_duplication_by_size(records, epochs, factor):
     assert advice.plan.effective_epochs == epochs * factor
     if factor > 1:
         assert records * factor >= guide.DUPLICATION_TARGET_RECORDS or factor == guide.MAX_DUPLICATION_FACTOR
+
+
+@pytest.mark.parametrize("records", [1000, 1250, 2499])
+def test_medium_sets_below_5000_passes_deviate_from_the_guide_and_say_so(records):
+    advice = recommend(records, MICRO)
+    written = recommend(records, MICRO, as_written=True)
+    assert written.hyperparameters.epoch_count == guide.MEDIUM_DATASET_EPOCHS
+    assert advice.hyperparameters.epoch_count * records >= MIN_RECORD_PASSES > written.hyperparameters.epoch_count * records
+    reason = advice.reasons["epochCount"]
+    assert reason.deviation is NO_EPOCH_CLIFF_AT_1K and reason.as_written == "2"
+    shown = reason.as_dict()["deviation"]
+    assert shown["guideSays"] == guide.EFFECTIVE_EPOCHS.says and shown["guideValue"] == "2"
+    assert "62% to 100%" in shown["evidence"]
+    assert written.reasons["epochCount"].deviation is None
+
+
+@pytest.mark.parametrize("records", [300, 999, 2500, 5000, 5001])
+def test_where_the_guide_was_not_beaten_the_advice_is_the_guide(records):
+    advice, written = recommend(records, MICRO), recommend(records, MICRO, as_written=True)
+    assert advice.as_dict() == written.as_dict()
 
 
 def test_warmup_uses_records_after_duplication():

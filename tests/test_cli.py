@@ -40,6 +40,22 @@ def test_advise_acceptance_cases():
     assert small["hyperParameters"]["epochCount"] == "5" and small["duplicationFactor"] > 1
 
 
+def test_advise_explain_shows_the_guide_rule_beside_the_measured_deviation():
+    result = run("advise", "--records", 1000, "--model", "micro", "--explain")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Under 1K samples, duplicate the data" in text and "up to 5K use 2 epochs" in text  # the guide's words
+    assert "tunesmith departs from it (rule no-epoch-cliff-at-1k)" in text
+    assert "The guide's rule as written gives epochCount = 2" in text
+    assert "62% to 100%" in text
+    assert advise_json("--records", 1000, "--model", "micro")["hyperParameters"]["epochCount"] == "5"
+    written = advise_json("--records", 1000, "--model", "micro", "--as-written")
+    assert written["hyperParameters"]["epochCount"] == "2" and "deviation" not in written["reasons"]["epochCount"]
+    plain = run("advise", "--records", 1000, "--model", "micro")
+    assert "departs from the guide here" in " ".join(plain.output.split())
+    assert "departs" not in run("advise", "--records", 3000, "--model", "micro", "--explain").output
+
+
 def test_advise_accepts_hosted_ids():
     assert advise_json("--records", 3200, "--model", "amazon.nova-pro-v1:0:300k")["model"] == "pro"
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from tunesmith import guide
 from tunesmith.datasets import ValidationReport
+from tunesmith.deviations import MIN_RECORD_PASSES, NO_EPOCH_CLIFF_AT_1K, Deviation
 from tunesmith.guide import GuideRule
 from tunesmith.hyperparameters import (
     EPOCH_COUNT,
@@ -117,13 +118,20 @@ class Reason:
 
     rule: GuideRule | None
     text: str
+    deviation: Deviation | None = None
+    """Where the advisor departs from ``rule`` (:mod:`tunesmith.deviations`), and why."""
+    as_written: str | None = None
+    """With a deviation: the value the guide's rule as written gives, e.g. ``2``."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "rule": self.rule.id if self.rule else "set-by-you",
             "guide": self.rule.title if self.rule else None,
             "reason": self.text,
         }
+        if self.deviation:
+            out["deviation"] = {**self.deviation.as_dict(), "guideValue": self.as_written}
+        return out
 
 
 @dataclass(frozen=True)
@@ -152,8 +160,11 @@ class Advice:
         }
 
 
-def advise_epochs(records: int) -> tuple[int, Reason, int, Reason]:
-    """Epochs and duplication factor by dataset size, each with its reason."""
+def advise_epochs(records: int, *, as_written: bool = False) -> tuple[int, Reason, int, Reason]:
+    """Epochs and duplication factor by dataset size, each with its reason.
+
+    ``as_written`` applies the guide's rule unchanged; otherwise medium sets follow
+    :data:`~tunesmith.deviations.NO_EPOCH_CLIFF_AT_1K`."""
     small, medium = guide.SMALL_DATASET_BELOW, guide.MEDIUM_DATASET_UP_TO
     if records < small:
         epochs = guide.SMALL_DATASET_EPOCHS
@@ -175,13 +186,21 @@ def advise_epochs(records: int) -> tuple[int, Reason, int, Reason]:
             f"effective epochs {epochs} x {factor} = {epochs * factor}"
         )
         return epochs, Reason(guide.EPOCHS_BY_SIZE, epoch_text), factor, Reason(guide.EFFECTIVE_EPOCHS, duplication_text)
+    no_duplication = Reason(guide.EFFECTIVE_EPOCHS, f"{records:,} records is at least {small:,}: no duplication needed")
     if records <= medium:
         epochs = guide.MEDIUM_DATASET_EPOCHS
         epoch_text = f"{records:,} records is between {small:,} and {medium:,}: {epochs} epochs"
+        floor = min(math.ceil(MIN_RECORD_PASSES / records), guide.SMALL_DATASET_EPOCHS)
+        if not as_written and floor > epochs:
+            text = (
+                f"{records:,} records x {epochs} epochs (the guide's rule) is only {records * epochs:,} record passes; "
+                f"tunesmith trains at least {MIN_RECORD_PASSES:,}: {floor} epochs, {records * floor:,} passes"
+            )
+            reason = Reason(guide.EFFECTIVE_EPOCHS, text, NO_EPOCH_CLIFF_AT_1K, str(epochs))
+            return floor, reason, 1, no_duplication
     else:
         epochs = guide.LARGE_DATASET_EPOCHS
         epoch_text = f"{records:,} records is over {medium:,}: {epochs} epoch, for faster convergence"
-    no_duplication = Reason(guide.EFFECTIVE_EPOCHS, f"{records:,} records is at least {small:,}: no duplication needed")
     return epochs, Reason(guide.EFFECTIVE_EPOCHS, epoch_text), 1, no_duplication
 
 
@@ -206,12 +225,14 @@ def recommend(
     overrides: Mapping[str, Any] | None = None,
     duplication_factor: int | None = None,
     total_records: int | None = None,
+    as_written: bool = False,
 ) -> Advice:
     """Advise on ``records`` training records for ``tier``.
 
     ``overrides`` (wire keys, e.g. ``{"epochCount": "3"}``) and ``duplication_factor`` replace
     the advised values; the plan and warnings then describe the values actually chosen.
     ``total_records`` (training plus validation) is checked against the service's limits.
+    ``as_written`` applies the guide's rules without tunesmith's measured deviations.
     Raises :class:`HyperparameterError` for bad overrides.
     """
     if records < 1:
@@ -221,7 +242,7 @@ def recommend(
         raise HyperparameterError(problems)
     by_you = Reason(None, "set by you")
 
-    epochs, epoch_reason, factor, duplication_reason = advise_epochs(records)
+    epochs, epoch_reason, factor, duplication_reason = advise_epochs(records, as_written=as_written)
     reasons: dict[str, Reason] = {"epochCount": epoch_reason, "duplicationFactor": duplication_reason}
     if duplication_factor is not None:
         factor, reasons["duplicationFactor"] = duplication_factor, by_you

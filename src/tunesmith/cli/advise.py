@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the engine imports torch: only with --estimate
     from tunesmith.training.estimate import Estimate
 
 
-def print_advice(advice: Advice, file: str | None) -> None:
+def print_advice(advice: Advice, file: str | None, explain: bool = False) -> None:
     tier, plan = advice.tier, advice.plan
     console.print(
         f"[bold]Advice for {plan.records:,} training records on {tier.name}[/] "
@@ -42,7 +42,8 @@ def print_advice(advice: Advice, file: str | None) -> None:
     rows = []
     for key, reason in advice.reasons.items():
         rule = f"[{reason.rule.title}] " if reason.rule else ""
-        rows.append([key, values[key], rule + reason.text])
+        departs = " (tunesmith departs from the guide here, measured: see --explain)" if reason.deviation and not explain else ""
+        rows.append([key, values[key], escape(rule + reason.text + departs)])
     console.print(table(None, ["Setting", "Value", "Why"], rows))
     hp = advice.hyperparameters
     console.print(
@@ -58,6 +59,24 @@ def print_advice(advice: Advice, file: str | None) -> None:
         console.print(f"Duplicate with: tunesmith duplicate {escape(file)} --factor {plan.duplication_factor} --out {escape(str(out))}")
     for warning in advice.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
+    if explain:
+        print_explanation(advice)
+
+
+def print_explanation(advice: Advice) -> None:
+    """Each rule the advice applied, in the guide's words, and where tunesmith departs from it."""
+    console.print("\n[bold]The rules behind this advice[/]")
+    for key, reason in advice.reasons.items():
+        if reason.rule is None:
+            console.print(f"- {key}: set by you")
+            continue
+        console.print(f"- {key}: the guide, \"{escape(reason.rule.title)}\": {escape(reason.rule.says)}")
+        if reason.deviation:
+            console.print(
+                f"  [bold]tunesmith departs from it[/] (rule {reason.deviation.id}): {escape(reason.deviation.rule)}\n"
+                f"  The guide's rule as written gives {key} = {reason.as_written}; `--as-written` applies it.\n"
+                f"  Measured: {escape(reason.deviation.evidence)}"
+            )
 
 
 @click.command()
@@ -71,10 +90,12 @@ def print_advice(advice: Advice, file: str | None) -> None:
 @click.option("--estimate", "with_estimate", is_flag=True,
               help="Also estimate the advised run on this machine (steps, tokens, time, peak memory; see `tunesmith estimate`). "
                    "Loads the model, and times a few steps the first time for a model and machine.")
+@click.option("--explain", is_flag=True, help="Show each guide rule applied, in the guide's words, and where tunesmith's measured rules depart from it.")
+@click.option("--as-written", is_flag=True, help="Apply the guide's rules exactly as written, without tunesmith's measured deviations.")
 @json_option
 def advise(
     file: str | None, tier: ModelTier, records: int | None, validation: tuple[str, ...], kind: str,
-    duplication_factor: int | None, with_estimate: bool, as_json: bool, **flags: str,
+    duplication_factor: int | None, with_estimate: bool, explain: bool, as_written: bool, as_json: bool, **flags: str,
 ) -> None:
     """Recommend epochs, duplication, warmup and learning rate for FILE (or --records N).
 
@@ -88,7 +109,7 @@ def advise(
     overrides = hyperparameter_flags(flags)
     try:
         if file is None:
-            advice = recommend(records, tier, overrides=overrides, duplication_factor=duplication_factor)
+            advice = recommend(records, tier, overrides=overrides, duplication_factor=duplication_factor, as_written=as_written)
         else:
             report = run_validation(file, validation, kind, DEFAULT_MAX_LISTED)
             if not report.valid:
@@ -96,7 +117,7 @@ def advise(
                 fail(f"{file} is not valid: fix the errors above (or see `tunesmith validate {file}`)")
             if report.training.records == 0:
                 fail(f"{file} has no records")
-            advice = advise_dataset(report, tier, overrides=overrides, duplication_factor=duplication_factor)
+            advice = advise_dataset(report, tier, overrides=overrides, duplication_factor=duplication_factor, as_written=as_written)
     except HyperparameterError as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem.message}", err=True)
@@ -105,7 +126,7 @@ def advise(
     if as_json:
         print_json({**advice.as_dict(), **({"estimate": estimate.as_dict()} if estimate else {})})
         return
-    print_advice(advice, file)
+    print_advice(advice, file, explain)
     if estimate is not None:
         console.print()
         print_estimate(estimate)

@@ -25,7 +25,8 @@ from tunesmith.quickstart.task import make_splits
 from tunesmith.training import StepInfo, TrainConfig, TrainingRun, finetune
 
 TRAIN_RECORDS = 1_000
-"""At 1,000 records the guide's rules give 2 epochs and no duplication: 32 steps of 64."""
+"""At 1,000 records the advisor gives 5 epochs and no duplication: 80 steps of 64 (the guide's rule as
+written gives 2 epochs; ``tunesmith advise --records 1000 --model micro --explain`` says why)."""
 TEST_RECORDS = 100
 GENERATION = GenerationSettings(max_new_tokens=32, batch_size=25)
 

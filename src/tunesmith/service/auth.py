@@ -103,15 +103,37 @@ async def verify(request: Request, credentials: dict[str, str], region: str, all
         raise AccessDeniedException("The request signature we calculated does not match the signature you provided.")
 
 
+BEARER_PATHS = ("/v1/", "/metrics")
+"""Routes whose clients send ``Authorization: Bearer <token>`` (the OpenAI SDKs, Prometheus)
+instead of SigV4: the token must be the secret of one of the configured credentials."""
+OWN_LOGIN_PATHS = ("/console",)
+"""Routes that check a login session themselves (the web console's cookie)."""
+
+
+def bearer_ok(request: Request, credentials: dict[str, str]) -> bool:
+    """Whether the request carries ``Bearer <secret>`` for one of ``credentials``."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    token = token.strip().encode()
+    return any(hmac.compare_digest(token, secret.encode()) for secret in credentials.values())
+
+
 class SigV4Middleware(BaseHTTPMiddleware):
     def __init__(self, app, credentials: dict[str, str], region: str, allow_unsigned_payload: bool = False):
         super().__init__(app)
         self.credentials, self.region, self.allow_unsigned_payload = credentials, region, allow_unsigned_payload
 
     async def dispatch(self, request: Request, call_next):
-        if request.url.path != "/health":
-            try:
-                await verify(request, self.credentials, self.region, self.allow_unsigned_payload)
-            except AccessDeniedException as error:
-                return error_response(error)
+        path = request.url.path
+        if path == "/health" or path.startswith(OWN_LOGIN_PATHS):
+            return await call_next(request)
+        if path.startswith(BEARER_PATHS) and request.headers.get("authorization", "").lower().startswith("bearer "):
+            if bearer_ok(request, self.credentials):
+                return await call_next(request)
+            return error_response(AccessDeniedException("the bearer token is not the secret of any credentials this server has"))
+        try:
+            await verify(request, self.credentials, self.region, self.allow_unsigned_payload)
+        except AccessDeniedException as error:
+            return error_response(error)
         return await call_next(request)
