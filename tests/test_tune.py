@@ -157,16 +157,16 @@ def trials_csv(folder):
         return list(csv.DictReader(handle))
 
 
-def test_a_search_tries_defaults_and_advice_first_prunes_and_reports_the_best(tmp_path, search):
+def test_a_search_tries_the_advice_and_defaults_first_prunes_and_reports_the_best(tmp_path, search):
     out = tmp_path / "search"
     result = run(*search, "--output", out, "--trials", 5, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     trials = report["trials"]
-    assert [t["origin"] for t in trials[:2]] == ["defaults", "advice"]
-    assert {k: trials[0][k] for k in ("epochCount", "learningRate", "learningRateWarmupSteps", DUPLICATION_KEY)} == {
-        **Hyperparameters().to_wire(), DUPLICATION_KEY: 1}
+    assert [t["origin"] for t in trials[:2]] == ["advice", "defaults"]
     assert {k: trials[1][k] for k in ("epochCount", "learningRate", "learningRateWarmupSteps", DUPLICATION_KEY)} == {
+        **Hyperparameters().to_wire(), DUPLICATION_KEY: 1}
+    assert {k: trials[0][k] for k in ("epochCount", "learningRate", "learningRateWarmupSteps", DUPLICATION_KEY)} == {
         **report["advice"]["hyperParameters"], DUPLICATION_KEY: report["advice"]["duplicationFactor"]}
     assert report["advice"] == {"hyperParameters": {"epochCount": "5", "learningRate": "0.0001", "learningRateWarmupSteps": "1"},
                                 "duplicationFactor": 10}
@@ -203,8 +203,24 @@ def test_the_budget_stops_a_running_trial(tmp_path, search):
     assert result.exit_code == 1
     assert "error: no trial finished within the budget (100 tokens): raise --budget" in result.output
     first, queued = trials_csv(tmp_path / "s")
-    assert (first["origin"], first["state"], first["stoppedBy"], first["steps"]) == ("defaults", "pruned", "budget", "1")
-    assert (queued["origin"], queued["state"]) == ("advice", "waiting")  # a larger budget on the same --output runs it
+    assert (first["origin"], first["state"], first["stoppedBy"], first["steps"]) == ("advice", "pruned", "budget", "1")
+    assert (queued["origin"], queued["state"]) == ("defaults", "waiting")  # a larger budget on the same --output runs it
+
+
+def test_the_defaults_start_while_budget_is_left_even_when_an_average_trial_no_longer_fits(tmp_path, search):
+    out = tmp_path / "s"
+    first = run(*search, "--output", out, "--trials", 1, "--json")
+    assert first.exit_code == 0, first.output
+    advice, waiting = json.loads(first.stdout)["trials"]
+    assert (advice["origin"], advice["state"], waiting["origin"], waiting["state"]) == ("advice", "complete", "defaults", "waiting")
+    # A budget 10% over what the advice spent: another average trial does not fit, but the
+    # defaults are always among the trials, so they start (and, 4 steps long, finish).
+    budget = f"{int(advice['tokens'] * 1.1)} tokens"
+    result = run(*search[:-2], "--budget", budget, "--output", out, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [(t["origin"], t["state"]) for t in report["trials"]] == [("advice", "complete"), ("defaults", "complete")]
+    assert report["endedBy"] == "budget"
 
 
 def test_the_advice_must_fit_the_duplication_searched(tmp_path, search):
@@ -216,26 +232,29 @@ def test_the_advice_must_fit_the_duplication_searched(tmp_path, search):
 
 def test_a_killed_search_resumes_keeping_its_finished_trials(tmp_path, search):
     out = tmp_path / "search"
+    assert run(*search, "--output", out, "--trials", 2).exit_code == 0  # the advice and the defaults
     args = [sys.executable, "-m", "tunesmith", *map(str, search), "--output", str(out), "--trials", "3"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    events = out / "trials" / "0001" / "events.jsonl"
+    events = out / "trials" / "0002" / "events.jsonl"
     deadline = time.monotonic() + 120
-    while not (events.exists() and '"event": "step"' in events.read_text()):  # the advice trial is training
+    while not (events.exists() and '"event": "step"' in events.read_text()):  # the first search trial is training
         assert process.poll() is None and time.monotonic() < deadline, "the search ended before it could be killed"
-        time.sleep(0.05)
+        time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     before = trials_csv(out)
-    assert [row["state"] for row in before] == ["complete", "running"]
+    assert [row["state"] for row in before] == ["complete", "complete", "running"]
 
     result = run(*search, "--output", out, "--trials", 3, "--json")
     assert result.exit_code == 0, result.output
     trials = json.loads(result.stdout)["trials"]
-    assert json.loads(result.stdout)["retried"] == [1]
-    assert trials_csv(out)[0] == before[0]  # kept, not rerun
-    assert (trials[1]["origin"], trials[1]["state"]) == ("advice", "failed")
-    retry = next(t for t in trials if t["retryOf"] == 1)
-    assert retry["origin"] == "advice" and retry["state"] in ("complete", "pruned")
+    assert json.loads(result.stdout)["retried"] == [2]
+    assert trials_csv(out)[:2] == before[:2]  # kept, not rerun
+    assert (trials[2]["origin"], trials[2]["state"]) == ("search", "failed")
+    retry = next(t for t in trials if t["retryOf"] == 2)
+    assert retry["origin"] == "search" and retry["state"] in ("complete", "pruned")
+    assert {k: retry[k] for k in ("epochCount", "learningRate", DUPLICATION_KEY)} == {
+        k: trials[2][k] for k in ("epochCount", "learningRate", DUPLICATION_KEY)}  # the same settings again
     assert sum(t["state"] in ("complete", "pruned") for t in trials) == 3
 
 

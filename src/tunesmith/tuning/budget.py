@@ -110,6 +110,10 @@ class BudgetTracker:
             return True
         return self.spent < self.budget.amount and self.spent + self.expected_trial_cost() <= self.budget.amount
 
+    def left(self) -> float:
+        """Budget not yet spent (0 when it is all spent)."""
+        return max(self.budget.amount - self.spent, 0.0)
+
     def exhausted_by(self, tokens: int, seconds: float) -> bool:
         """Whether a running trial that has used ``tokens`` and ``seconds`` so far must stop."""
         return self.spent + self.budget.cost(tokens, seconds) >= self.budget.amount

@@ -43,6 +43,7 @@ from tunesmith.tuning.study import (
     enqueue_starting_points,
     finished_trials,
     open_study,
+    reference_waiting,
     requeue,
     requeue_interrupted,
     study_lock,
@@ -138,9 +139,11 @@ def tune(
     train_records = records if training.validation else records - holdout_size(records, config.holdout, HOLDOUT_MAX_RECORDS)
     advice = recommend(train_records, source.tier)
     space = SearchSpace(config.max_duplication)
-    starting_points = [("defaults", TrialSettings(Hyperparameters(), 1)),
-                       ("advice", TrialSettings(advice.hyperparameters, advice.plan.duplication_factor))]
-    space.check_contains(starting_points[1][1], "advice")
+    # The advice first: it is the expected best, so successive halving can cut the defaults (and
+    # weaker search trials) at the first rung instead of letting them run to the end.
+    starting_points = [("advice", TrialSettings(advice.hyperparameters, advice.plan.duplication_factor)),
+                       ("defaults", TrialSettings(Hyperparameters(), 1))]
+    space.check_contains(starting_points[0][1], "advice")
     eval_every = training.eval_every or max(1, math.ceil(train_records / source.tier.effective_batch_size / 2))
     with study_lock(folder):
         study = open_study(folder, _signature(config, space, eval_every), training.seed, eval_every, config.reduction_factor)
@@ -174,8 +177,8 @@ def _run_trials(study, config: TuneConfig, space: SearchSpace, template: TrainCo
     while True:
         if config.trials is not None and len(finished_trials(study)) >= config.trials:
             return "trials"
-        if not tracker.allows_another():
-            return "budget"
+        if not tracker.allows_another() and not (tracker.left() > 0 and reference_waiting(study)):
+            return "budget"  # the defaults and the advice start while any budget is left: they are always among the trials
         trial = study.ask()
         settings = space.suggest(trial)
         if ORIGIN not in trial.user_attrs:

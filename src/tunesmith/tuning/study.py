@@ -130,6 +130,12 @@ def enqueue_starting_points(study: optuna.Study, points: list[tuple[str, TrialSe
     study.set_user_attr("startingPointsQueued", True)
 
 
+def reference_waiting(study: optuna.Study) -> bool:
+    """Whether a starting point (the defaults or the advice) is queued and has not run yet."""
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    return any(trial.user_attrs.get(ORIGIN, "search") != "search" for trial in waiting)
+
+
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Trials that ran to an end: complete, or pruned (by the pruner or the budget)."""
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
