@@ -41,6 +41,10 @@ COMMANDS = {
         "Estimate a training run of DATA before it starts: optimizer steps, tokens, time on this machine, peak memory.",
     ),
     "evaluate": LazyCommand("tunesmith.cli.evaluate:evaluate", "Answer loss, perplexity, greedy exact match and ROUGE-L of a model on DATA."),
+    "export": LazyCommand(
+        "tunesmith.cli.export:export",
+        "Export the trained model in RUN for llama.cpp and Ollama: GGUF, Modelfile, merged safetensors and a model card.",
+    ),
     "generate": LazyCommand(
         "tunesmith.cli.evaluate:generate",
         "Answer every prompt in DATA (batched, KV cache) and write records with the answers to --out.",

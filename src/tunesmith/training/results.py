@@ -42,6 +42,26 @@ def _replace_folder(staging: Path, final: Path) -> None:
     staging.rename(final)
 
 
+def name_base_model(adapter: Path, public_id: str) -> None:
+    """PEFT records the folder the base was loaded from (for micro, a cache path that means
+    nothing elsewhere): name the base by ``public_id`` in the adapter's config and model card.
+    Rewritten after saving, because PEFT looks the name up on the hub while it saves."""
+    config_file = adapter / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    local = config.get("base_model_name_or_path")
+    config["base_model_name_or_path"] = public_id
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
+    card = adapter / "README.md"
+    if local and card.is_file():
+        card.write_text(card.read_text().replace(local, public_id))
+
+
+def _model_spec(spec: str) -> str:
+    """``--model`` as given, a path made absolute: what resolves the base again (``tunesmith export``)."""
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
 def write_results(run: TrainingRun) -> dict[str, Any]:
     """Save the model(s) and the manifest; returns the manifest."""
     config, output = run.config, run.config.output
@@ -51,6 +71,7 @@ def write_results(run: TrainingRun) -> dict[str, Any]:
         staging = output / ".adapter.partial"
         shutil.rmtree(staging, ignore_errors=True)
         model.save_pretrained(staging)
+        name_base_model(staging, run.source.public_id())
         run.tokenizer.save_pretrained(staging)
         _replace_folder(staging, output / "adapter")
         if config.merge and run.frozen_dtype is not None:  # the base trained in low precision: merge into the fp32 original
@@ -69,7 +90,9 @@ def write_results(run: TrainingRun) -> dict[str, Any]:
     manifest = {
         "tunesmith": __version__,
         "baseModel": run.source.describe(),
+        "baseModelId": run.source.public_id(),
         "model": run.source.name,
+        "modelSpec": _model_spec(config.model),
         "tier": run.source.tier.name,
         "effectiveBatchSize": run.plan.effective_batch_size,
         "kind": config.kind.value,
