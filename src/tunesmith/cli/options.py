@@ -15,6 +15,7 @@ import click
 from tunesmith.datasets import DatasetKind
 from tunesmith.hyperparameters import TABLE, format_value
 from tunesmith.tiers import ModelTier, UnknownModelError, resolve_tier
+from tunesmith.training.tracking import TRACK_HELP, TrackingError, TrackTarget, parse_target
 
 
 def hyperparameter_options(command: Callable) -> Callable:
@@ -145,6 +146,18 @@ def validation_option(command: Callable) -> Callable:
         type=click.Path(path_type=str),
         help="A validation file (repeat for up to 10).",
     )(command)
+
+
+def _track_targets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[TrackTarget]:
+    try:
+        return [parse_target(value) for value in values]
+    except TrackingError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+
+
+def track_option(command: Callable) -> Callable:
+    """``--track KIND:WHERE`` (repeatable), read back as a list of :class:`TrackTarget`."""
+    return click.option("--track", "track", multiple=True, metavar="KIND:WHERE", callback=_track_targets, help=TRACK_HELP)(command)
 
 
 def json_option(command: Callable) -> Callable:

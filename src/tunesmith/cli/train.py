@@ -17,12 +17,14 @@ from tunesmith.cli.options import (
     hyperparameter_flags,
     hyperparameter_options,
     json_option,
+    track_option,
     validation_option,
 )
 from tunesmith.cli.progress import show_run_warnings, training_progress
 from tunesmith.cli.render import console, err_console, fail, print_json, table
 from tunesmith.hyperparameters import Hyperparameters
 from tunesmith.training.config import LoraSettings, TrainConfig, advised_config
+from tunesmith.training.tracking import Tracking, TrackTarget
 
 if TYPE_CHECKING:  # importing the loop loads torch: only when the command runs
     from tunesmith.training import RunResult
@@ -45,10 +47,11 @@ if TYPE_CHECKING:  # importing the loop loads torch: only when the command runs
 @click.option("--estimate/--no-estimate", "with_estimate", default=True, show_default=True,
               help="Print the run's steps, tokens, time on this machine and peak memory before training, and write OUTPUT/estimate.json "
                    "(the first run of a model on a machine times a few steps first; see `tunesmith estimate`).")
+@track_option
 @json_option
 @click.pass_context
 def train(ctx: click.Context, data: str, validation: tuple[str, ...], advised: bool, as_json: bool, nproc: int,
-          max_restarts: int, with_estimate: bool, **options: Any) -> None:
+          max_restarts: int, with_estimate: bool, track: list[TrackTarget], **options: Any) -> None:
     """Train on DATA (JSONL) and write checkpoints, metrics and the trained model to --output."""
     from tunesmith.training import finetune
     from tunesmith.training.distributed import world_from_environment
@@ -72,11 +75,14 @@ def train(ctx: click.Context, data: str, validation: tuple[str, ...], advised: b
         if not main:  # ranks other than 0 train silently; rank 0 speaks for the run
             result = finetune(config)
             return
+        tracking = Tracking(track, config)  # a missing tracking library fails here, before any model loads
         on_start = show_run_warnings
         if with_estimate and not config.resume and not world.distributed:
             on_start = estimate_before_training(config)
-        with training_progress() as on_step:
+        with tracking, training_progress() as on_step:
+            on_step, on_start = tracking.chain(on_step, on_start)
             result = finetune(config, on_step, on_start=on_start)
+            tracking.finish("stopped" if result.stopped else "completed")
     if result.stopped:
         console.print(escape(stopped_message(result, f"tunesmith train {data} --output {config.output} ... --resume")))
         raise SystemExit(130)
