@@ -122,3 +122,18 @@ def test_jobs_events_signs_its_requests(secured, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
     denied = CliRunner().invoke(cli, ["jobs", "events", "evented", "--endpoint", server.url])
     assert denied.exit_code == 1 and "AccessDeniedException" in denied.output
+
+
+def test_the_api_description_is_public_and_nothing_else_is(secured):
+    server, _ = secured
+
+    def status(path):
+        try:
+            return urllib.request.urlopen(server.url + path, timeout=10).status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    for path in ("/health", "/docs", "/redoc", "/openapi.json", "/docs-assets/swagger-ui.css", "/docs/oauth2-redirect"):
+        assert status(path) == 200, path
+    for path in ("/model-customization-jobs", "/custom-models", "/docsx", "/docs-assetsx", "/v1/models", "/metrics"):
+        assert status(path) in (401, 403), path

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
 
 from tunesmith.cli.options import DEVICE_HELP
 from tunesmith.models.config import home as default_home
+from tunesmith.service.observability import LOG_LEVELS
 from tunesmith.service.settings import DEFAULT_REGION
 
 
@@ -28,9 +30,12 @@ from tunesmith.service.settings import DEFAULT_REGION
 @click.option("--region", default=DEFAULT_REGION, show_default=True, help="The region signatures must be scoped to.")
 @click.option("--allow-unsigned-payload", is_flag=True, help="Accept X-Amz-Content-SHA256: UNSIGNED-PAYLOAD (bodies are then not authenticated).")
 @click.option("--save-every", type=click.IntRange(1), help="Workers also checkpoint every N optimizer steps (always at each epoch end).")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True,
+              help="What the server logs to stderr: info has one access line per request and each job's lifecycle; "
+              "debug adds more. Workers log to their job's log file at the same level.")
 def serve(host: str, port: int, home_dir: str | None, database: str | None, allowed: tuple[str, ...], concurrency: int | None,
           devices_text: str, device: str, credential_items: tuple[str, ...], region: str, allow_unsigned_payload: bool,
-          save_every: int | None) -> None:
+          save_every: int | None, log_level: str) -> None:
     """Serve Bedrock's model-customization and runtime APIs; jobs train in worker processes.
 
     Turn on --credentials whenever the port is reachable by anyone but you.
@@ -42,6 +47,7 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, allo
     from tunesmith.service.app import create_app
     from tunesmith.service.auth import parse_credentials
     from tunesmith.service.device_pool import DevicePool, parse_devices
+    from tunesmith.service.observability import configure_logging, safe_database_url
     from tunesmith.service.settings import ServiceSettings
 
     try:
@@ -59,6 +65,14 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, allo
             allowed_roots=[str(Path(p).resolve()) for p in allowed] or [str(Path.cwd())],
             concurrency=concurrency or (len(devices) if pool.exclusive else 1), devices=devices, device=device,
             credentials=credentials, region=region, allow_unsigned_payload=allow_unsigned_payload, save_every=save_every,
+            log_level=log_level,
         )
+        configure_logging(log_level)
         app = create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    log = logging.getLogger("tunesmith.service")
+    log.info("tunesmith serve on http://%s:%d: home %s, database %s, %d worker(s) on %s, signatures %s", host, port, settings.home,
+             safe_database_url(settings.database_url), settings.concurrency, ", ".join(settings.devices),
+             f"required ({len(credentials)} access key(s))" if credentials else "off")
+    # Our access lines replace uvicorn's (they have the duration and the route); uvicorn's own
+    # start-up and error lines follow --log-level too.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -23,7 +23,7 @@ class GenerationSettings:
     """0 means greedy decoding."""
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
-    """Stop sequences: the text is cut before the first one."""
+    """Stop sequences: generation ends once the text contains one; the text is cut before it."""
     batch_size: int = 16
     seed: int = 0
 
@@ -55,9 +55,40 @@ def inference_context(placement: Placement | None):
     return stack
 
 
-def generation_kwargs(tokenizer, settings: GenerationSettings) -> dict[str, Any]:
-    """``model.generate`` arguments for ``settings``: greedy at temperature 0, else sampled."""
+def first_stop(text: str, stops: Sequence[str]) -> int | None:
+    """Where the earliest stop sequence in ``text`` begins; None if there is none."""
+    found = [text.find(stop) for stop in stops if stop and stop in text]
+    return min(found) if found else None
+
+
+class StopOnText:
+    """A ``model.generate`` stopping criterion: ends each row of a batch once the text it has
+    generated contains a stop sequence.
+
+    Each step decodes only the last few tokens: every token carries at least one byte, so a
+    stop sequence of n bytes ends within the last n tokens (the margin covers tokenizers that
+    drop a leading space when decoding from a word's first token). The check costs the same
+    at token 4,000 as at token 10.
+    """
+
+    def __init__(self, tokenizer, stops: Sequence[str], prompt_length: int):
+        self.tokenizer, self.stops, self.prompt_length = tokenizer, tuple(stops), prompt_length
+        self.window = max(len(stop.encode("utf-8")) for stop in self.stops) + 4
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        start = max(self.prompt_length, input_ids.shape[1] - self.window)
+        tails = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+        return torch.tensor([first_stop(tail, self.stops) is not None for tail in tails], dtype=torch.bool, device=input_ids.device)
+
+
+def generation_kwargs(tokenizer, settings: GenerationSettings, prompt_length: int) -> dict[str, Any]:
+    """``model.generate`` arguments for ``settings``: greedy at temperature 0, else sampled;
+    with stop sequences, each row ends at its first (``prompt_length``: the padded prompt's)."""
     kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
+    if any(settings.stop):
+        from transformers import StoppingCriteriaList
+
+        kwargs["stopping_criteria"] = StoppingCriteriaList([StopOnText(tokenizer, [s for s in settings.stop if s], prompt_length)])
     if settings.temperature > 0:
         kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
     else:
@@ -88,16 +119,21 @@ def generate(
         if settings.temperature > 0:
             torch.manual_seed(generator_seed + start)
         with inference_context(placement):
-            output = model.generate(**encoded, **generation_kwargs(tokenizer, settings))
+            output = model.generate(**encoded, **generation_kwargs(tokenizer, settings, encoded["input_ids"].shape[1]))
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
         for row, index in enumerate(chunk):
-            results[index] = _completion(tokenizer, new_tokens[row], lengths[index], settings)
+            results[index] = completion_of(tokenizer, new_tokens[row], lengths[index], settings)
         if on_batch:
             on_batch(len(chunk))
     return results  # type: ignore[return-value]
 
 
-def _completion(tokenizer, tokens: torch.Tensor, input_tokens: int, settings: GenerationSettings) -> Completion:
+def completion_of(tokenizer, tokens: torch.Tensor, input_tokens: int, settings: GenerationSettings) -> Completion:
+    """The answer in one row of generated tokens (padding after its end is ignored).
+
+    ``output_tokens`` counts what the model generated: up to and including the end token or
+    the token that completed a stop sequence.
+    """
     ids = tokens.tolist()
     eos = tokenizer.eos_token_id
     ended = eos in ids
@@ -105,8 +141,7 @@ def _completion(tokenizer, tokens: torch.Tensor, input_tokens: int, settings: Ge
         ids = ids[: ids.index(eos)]
     ids = [t for t in ids if t != tokenizer.pad_token_id]
     text = tokenizer.decode(ids, skip_special_tokens=True)
-    reason = "end_turn" if ended else "max_tokens"
-    for stop in settings.stop:
-        if stop and stop in text:
-            text, reason = text[: text.index(stop)], "stop_sequence"
-    return Completion(text.strip(), input_tokens, len(ids) + (1 if ended else 0), reason)
+    stop_at = first_stop(text, settings.stop)
+    if stop_at is not None:  # the row ended there (where padding is the end token, ``ended`` is True after a stop too)
+        return Completion(text[:stop_at].strip(), input_tokens, len(ids), "stop_sequence")
+    return Completion(text.strip(), input_tokens, len(ids) + (1 if ended else 0), "end_turn" if ended else "max_tokens")

@@ -12,6 +12,10 @@ Routes (botocore ``bedrock`` client, apiVersion 2023-04-20), in ``jobs.py`` and 
   POST/GET/DELETE /model-customization/custom-model-deployments[/{id}]   deployments
 and the runtime (botocore ``bedrock-runtime``), in ``runtime.py``:
   POST   /model/{modelId}/converse, /converse-stream, /invoke
+and an OpenAI-compatible API (the ``openai`` SDKs), in ``openai_api.py``: POST /v1/chat/completions, GET /v1/models[/{id}]
+
+Also GET /metrics for Prometheus (``metrics.py``), and /docs and /redoc on local assets (``docs.py``);
+each request is logged and timed (``observability.py``).
 
 Request and response bodies are the typed models of ``protocol.py``; every error carries
 ``x-amzn-ErrorType`` (``errors.py``); bodies over ``max_body_bytes`` are refused unread
@@ -25,12 +29,16 @@ import contextlib
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse, Response
 
+from tunesmith import console
 from tunesmith.devices import place
-from tunesmith.service import deployments, jobs as job_routes, runtime
+from tunesmith.service import deployments, jobs as job_routes, openai_api, runtime
 from tunesmith.service.auth import SigV4Middleware
 from tunesmith.service.body_limit import BodyLimitMiddleware
+from tunesmith.service.docs import install_docs
 from tunesmith.service.errors import install_handlers
 from tunesmith.service.inference import ModelCache
+from tunesmith.service.metrics import ServiceMetrics, router as metrics_router
+from tunesmith.service.observability import RequestObserver, log_access
 from tunesmith.service.settings import ServiceSettings
 from tunesmith.service.store import JobStore
 from tunesmith.service.supervisor import Supervisor
@@ -50,12 +58,15 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         supervisor.shutdown()
 
     # strict_content_type=False: boto3 sends InvokeModel bodies without a Content-Type; they are JSON all the same.
-    app = FastAPI(title="tunesmith", description=__doc__, lifespan=lifespan, strict_content_type=False)
+    app = FastAPI(title="tunesmith", description=__doc__, lifespan=lifespan, strict_content_type=False,
+                  docs_url=None, redoc_url=None)  # install_docs serves them offline
     app.state.settings = settings
     app.state.store = store
     app.state.supervisor = supervisor
     app.state.models = ModelCache(place(settings.device))
+    app.state.metrics = ServiceMetrics(store, settings.home)
     install_handlers(app)
+    install_docs(app)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> Response:  # async: answered on the event loop, whatever the threadpools are doing
@@ -65,7 +76,12 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         app.add_middleware(SigV4Middleware, credentials=settings.credentials, region=settings.region,
                            allow_unsigned_payload=settings.allow_unsigned_payload)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # added last: outermost
+    app.add_middleware(RequestObserver, listeners=[log_access, app.state.metrics.observe])  # around even that: every request logged and timed
+    app.mount("/console/static", console.static_files(), name="console-static")  # before the console's router: its 404 page covers /console/*
+    app.include_router(console.router)
     app.include_router(job_routes.router)
     app.include_router(deployments.router)
     app.include_router(runtime.router)
+    app.include_router(openai_api.router)
+    app.include_router(metrics_router)
     return app

@@ -27,7 +27,7 @@ from botocore.credentials import Credentials
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 
-from tunesmith.service.errors import AccessDeniedException, error_response
+from tunesmith.service.errors import OPENAI_PREFIX, AccessDeniedException, AuthenticationException, error_response, openai_error_response
 
 _AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request,\s*"
@@ -108,6 +108,10 @@ BEARER_PATHS = ("/v1/", "/metrics")
 instead of SigV4: the token must be the secret of one of the configured credentials."""
 OWN_LOGIN_PATHS = ("/console",)
 """Routes that check a login session themselves (the web console's cookie)."""
+PUBLIC_PATHS = ("/health", "/docs", "/redoc", "/openapi.json")
+"""Open without credentials: the health probe and the API's description (no data), so a browser
+can read ``/docs`` on a server that requires SigV4."""
+PUBLIC_PREFIXES = ("/docs/", "/docs-assets/")
 
 
 def bearer_ok(request: Request, credentials: dict[str, str]) -> bool:
@@ -126,8 +130,10 @@ class SigV4Middleware(BaseHTTPMiddleware):
 
     async def dispatch(self, request: Request, call_next):
         path = request.url.path
-        if path == "/health" or path.startswith(OWN_LOGIN_PATHS):
+        if path in PUBLIC_PATHS or path.startswith(OWN_LOGIN_PATHS + PUBLIC_PREFIXES):
             return await call_next(request)
+        if path.startswith(OPENAI_PREFIX):
+            return await self._openai(request, call_next)
         if path.startswith(BEARER_PATHS) and request.headers.get("authorization", "").lower().startswith("bearer "):
             if bearer_ok(request, self.credentials):
                 return await call_next(request)
@@ -137,3 +143,20 @@ class SigV4Middleware(BaseHTTPMiddleware):
         except AccessDeniedException as error:
             return error_response(error)
         return await call_next(request)
+
+    async def _openai(self, request: Request, call_next):
+        """The OpenAI-compatible routes: a bearer secret (or SigV4), refused with OpenAI's 401."""
+        authorization = request.headers.get("authorization", "").strip()
+        if authorization.startswith("AWS4-"):
+            try:
+                await verify(request, self.credentials, self.region, self.allow_unsigned_payload)
+            except AccessDeniedException as error:
+                return openai_error_response(AuthenticationException(error.message, code="invalid_api_key"))
+            return await call_next(request)
+        if bearer_ok(request, self.credentials):
+            return await call_next(request)
+        if not authorization:
+            return openai_error_response(AuthenticationException(
+                "no API key: send Authorization: Bearer <secret>, the secret of one of this server's --credentials"))
+        return openai_error_response(AuthenticationException(
+            "the API key is not the secret of any credentials this server has", code="invalid_api_key"))

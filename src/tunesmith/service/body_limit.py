@@ -4,7 +4,8 @@ A pure ASGI middleware, outermost in the app: a ``Content-Length`` over the limi
 refused before one byte is read, and a body streamed without a length is counted as it
 arrives and refused at the first chunk that crosses the limit. Memory stays bounded by
 the limit. (Starlette's own limiter answers in plain text, without the
-``x-amzn-ErrorType`` header boto3 needs to raise a modelled error; hence this one.)
+``x-amzn-ErrorType`` header boto3 needs to raise a modelled error; hence this one.) Under
+``/v1/`` the refusal takes OpenAI's shape, as every error there does.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tunesmith.service.errors import RequestTooLargeException, error_response
+from tunesmith.service.errors import RequestTooLargeException, error_response_for
 
 
 class _TooLarge(HTTPException):
@@ -41,7 +42,7 @@ class BodyLimitMiddleware:
             except ValueError:
                 length = -1
             if length > self.max_bytes:
-                await error_response(self._refusal(f"{length:,} bytes"))(scope, receive, send)
+                await error_response_for(scope["path"], self._refusal(f"{length:,} bytes"))(scope, receive, send)
                 return
         received, started = 0, False
 
@@ -64,4 +65,4 @@ class BodyLimitMiddleware:
         except _TooLarge:
             if started:
                 raise
-            await error_response(self._refusal(f"over {self.max_bytes:,} bytes"))(scope, receive, send)
+            await error_response_for(scope["path"], self._refusal(f"over {self.max_bytes:,} bytes"))(scope, receive, send)

@@ -3,7 +3,9 @@
 botocore turns these into ``client.exceptions.<Name>``. Every error the server sends has
 this shape, including the ones FastAPI and Starlette raise themselves (unknown routes, wrong
 methods, bodies that do not parse or do not fit the request model, bodies over the size
-limit): :func:`install_handlers` maps them all.
+limit): :func:`install_handlers` maps them all. Under ``/v1/`` (the OpenAI-compatible API,
+``openai_api.py``) the body takes OpenAI's shape instead, ``{"error": {"message", "type",
+"param", "code"}}``, which the ``openai`` SDKs turn into ``openai.NotFoundError`` and friends.
 """
 
 from __future__ import annotations
@@ -17,15 +19,18 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("tunesmith.service")
+OPENAI_PREFIX = "/v1/"
+"""Paths whose errors take OpenAI's shape."""
 
 
 class ServiceError(Exception):
     name = "InternalServerException"
     status = 500
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, param: str | None = None, code: str | None = None):
         super().__init__(message)
-        self.message = message
+        # OpenAI's error fields: the request field at fault, and a code such as ``model_not_found``.
+        self.message, self.param, self.code = message, param, code
 
 
 class ValidationException(ServiceError):
@@ -48,6 +53,12 @@ class ServiceQuotaExceededException(ServiceError):
     name, status = "ServiceQuotaExceededException", 400
 
 
+class AuthenticationException(ServiceError):
+    """A missing or wrong API key on the OpenAI-compatible routes (OpenAI answers 401, not 403)."""
+
+    name, status = "AuthenticationException", 401
+
+
 class UnknownOperationException(ServiceError):
     name, status = "UnknownOperationException", 404
 
@@ -60,6 +71,18 @@ class RequestTooLargeException(ServiceError):
 
 def error_response(error: ServiceError) -> Response:
     return JSONResponse({"message": error.message}, status_code=error.status, headers={"x-amzn-ErrorType": error.name})
+
+
+def openai_error_response(error: ServiceError) -> Response:
+    """OpenAI's error body (``x-amzn-ErrorType`` stays: every error of this server carries it)."""
+    kind = "server_error" if error.status >= 500 else "invalid_request_error"
+    body = {"error": {"message": error.message, "type": kind, "param": error.param, "code": error.code}}
+    return JSONResponse(body, status_code=error.status, headers={"x-amzn-ErrorType": error.name})
+
+
+def error_response_for(path: str, error: ServiceError) -> Response:
+    """The error in the shape the route's clients read: OpenAI's under ``/v1/``, else Bedrock's."""
+    return openai_error_response(error) if path.startswith(OPENAI_PREFIX) else error_response(error)
 
 
 def _field(location: tuple[Any, ...]) -> str:
@@ -118,6 +141,8 @@ def describe(error: dict[str, Any]) -> str:
         return f"{where} must be at least {ctx.get('min_length')} character(s) long"
     if kind == "too_long":
         return f"{where} has {ctx.get('actual_length')} entries; at most {ctx.get('max_length')} are allowed"
+    if kind == "too_short":
+        return f"{where} has {ctx.get('actual_length')} entries; at least {ctx.get('min_length')} are required"
     if kind in ("less_than_equal", "greater_than_equal", "less_than", "greater_than"):
         bound = {"less_than_equal": "at most", "greater_than_equal": "at least", "less_than": "below", "greater_than": "above"}[kind]
         limit = next(iter(ctx.values()), "")
@@ -131,33 +156,38 @@ def describe(error: dict[str, Any]) -> str:
 
 
 def install_handlers(app: FastAPI) -> None:
-    """Every error leaves in Bedrock's shape, with ``x-amzn-ErrorType``."""
+    """Every error leaves with ``x-amzn-ErrorType``, in Bedrock's shape (OpenAI's under ``/v1/``)."""
+
+    def respond(request: Request, error: ServiceError) -> Response:
+        return error_response_for(request.url.path, error)
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, error: ServiceError) -> Response:
-        return error_response(error)
+        return respond(request, error)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, error: RequestValidationError) -> Response:
-        problems = [describe(e) for e in error.errors()]
+        errors = error.errors()
+        problems = [describe(e) for e in errors]
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        return error_response(ValidationException(shown))
+        field = _field(tuple(errors[0].get("loc", ()))) if errors else ""
+        return respond(request, ValidationException(shown, param=None if field == "the request body" else field))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
         if error.status_code == 404:
-            return error_response(UnknownOperationException(f"no operation at {request.method} {_shown(request.url.path, 200)}"))
+            return respond(request, UnknownOperationException(f"no operation at {request.method} {_shown(request.url.path, 200)}"))
         if error.status_code == 405:
             failure = UnknownOperationException(f"{request.method} is not supported at {_shown(request.url.path, 200)}")
             failure.status = 405
-            return error_response(failure)
+            return respond(request, failure)
         if error.status_code == 413:
-            return error_response(RequestTooLargeException(f"the request body is {error.detail}"))
+            return respond(request, RequestTooLargeException(f"the request body is {error.detail}"))
         failure = ValidationException(f"the request could not be read: {error.detail}")
         failure.status = error.status_code if 400 <= error.status_code < 500 else 400
-        return error_response(failure)
+        return respond(request, failure)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> Response:
         log.exception("unexpected error in %s %s", request.method, request.url.path)
-        return error_response(ServiceError(f"internal error ({type(error).__name__}); the server log has the details"))
+        return respond(request, ServiceError(f"internal error ({type(error).__name__}); the server log has the details"))

@@ -86,7 +86,12 @@ def chat_from(messages: list[Message], system: list[TextBlock] | None) -> list[d
         chat.append({"role": "system", "content": "\n".join(b.text for b in system)})
     for message in messages:
         chat.append({"role": message.role, "content": "\n".join(b.text for b in message.content)})
-    if chat[-1]["role"] != "user":
+    return answerable(chat)
+
+
+def answerable(chat: list[dict[str, str]]) -> list[dict[str, str]]:
+    """``chat`` if it ends with a user turn (the turn the model answers), else a ValidationException."""
+    if not chat or chat[-1]["role"] != "user":
         raise ValidationException("the last message must be from the user")
     return chat
 
@@ -100,49 +105,50 @@ def complete(loaded: LoadedModel, chat: list[dict[str, str]], settings: Generati
 
 
 def stream(loaded: LoadedModel, chat: list[dict[str, str]], settings: GenerationSettings) -> Iterator[tuple[str, Any]]:
-    """Yields ("delta", text) pieces, then ("done", (stop_reason, input_tokens, output_tokens))."""
+    """Yields ("delta", text) pieces, then ("done", (stop_reason, input_tokens, output_tokens)).
+
+    The pieces join to the text :func:`complete` answers, and the reason and counts are its
+    own (:func:`~tunesmith.evaluation.generation.completion_of` reads both from the tokens).
+    """
     from transformers import TextIteratorStreamer
 
-    from tunesmith.evaluation.generation import generation_kwargs, inference_context, model_device, render_prompt
+    from tunesmith.evaluation.generation import completion_of, first_stop, generation_kwargs, inference_context, model_device, render_prompt
 
     tokenizer, model = loaded.tokenizer, loaded.model
     with loaded.lock:
         encoded = tokenizer([render_prompt(tokenizer, chat)], return_tensors="pt", add_special_tokens=False).to(model_device(model))
+        prompt_length = int(encoded["input_ids"].shape[1])
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = {**generation_kwargs(tokenizer, settings), "streamer": streamer}
+        kwargs = {**generation_kwargs(tokenizer, settings, prompt_length), "streamer": streamer}
         result: dict[str, Any] = {}
 
         def run() -> None:  # autocast is per thread: entered here, in the generating thread
-            with inference_context(loaded.placement):
-                result["output"] = model.generate(**encoded, **kwargs)
+            try:
+                with inference_context(loaded.placement):
+                    result["output"] = model.generate(**encoded, **kwargs)
+            except BaseException as exc:  # end the stream, or the reading loop below waits forever
+                result["error"] = exc
+                streamer.end()
 
         thread = threading.Thread(target=run)
         thread.start()
         # The answer is text.strip(), as in Converse: hold back leading and trailing whitespace,
-        # and the last characters that could begin a stop sequence.
-        text, sent, reason = "", 0, None
+        # and the last characters that could begin a stop sequence. Generation itself ends at a
+        # stop sequence (generation_kwargs), so nothing after one is sent.
+        text, sent = "", 0
         holdback = max((len(s) for s in settings.stop), default=1) - 1
         for piece in streamer:
             text += piece
-            hit = next((s for s in settings.stop if s in text), None)
-            if hit:
-                text, reason = text[: text.index(hit)], "stop_sequence"
-                break
-            visible = text.lstrip()
-            safe = min(len(visible.rstrip()), len(visible) - holdback)
+            stop_at = first_stop(text, settings.stop)
+            visible = (text if stop_at is None else text[:stop_at]).lstrip()
+            safe = len(visible.rstrip()) if stop_at is not None else min(len(visible.rstrip()), len(visible) - holdback)
             if safe > sent:
                 yield "delta", visible[sent:safe]
                 sent = safe
-        if reason is not None:  # stopped early: drain so the generating thread can finish
-            for _ in streamer:
-                pass
         thread.join()
-    final = text.strip()
-    if len(final) > sent:
-        yield "delta", final[sent:]
-    new_tokens = result["output"][0, encoded["input_ids"].shape[1]:].tolist()
-    ended = tokenizer.eos_token_id in new_tokens
-    if reason is None:
-        reason = "end_turn" if ended else "max_tokens"
-    output_tokens = (new_tokens.index(tokenizer.eos_token_id) + 1) if ended else len(new_tokens)
-    yield "done", (reason, int(encoded["input_ids"].shape[1]), output_tokens)
+    if "error" in result:
+        raise result["error"]
+    completion = completion_of(tokenizer, result["output"][0, prompt_length:], prompt_length, settings)
+    if len(completion.text) > sent:
+        yield "delta", completion.text[sent:]
+    yield "done", (completion.stop_reason, completion.input_tokens, completion.output_tokens)

@@ -6,6 +6,7 @@ blocks the event loop (and ``/health``) while it runs.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from typing import Annotated
 
@@ -39,6 +40,7 @@ from tunesmith.service.store import CustomModel, Job, JobStore, new_id, utcnow
 from tunesmith.tiers import UnknownModelError, resolve_tier
 
 router = APIRouter()
+log = logging.getLogger("tunesmith.service.jobs")
 MAX_EVENT_LINES = 100_000
 
 
@@ -69,6 +71,7 @@ def create_job(body: CreateJobRequest, settings: SettingsDep, store: StoreDep, s
         if earlier is not None:
             return JSONResponse({"jobArn": earlier.arn}, status_code=201)
         raise ConflictException("The provided job name is currently in use.") from exc
+    log.info("job %s created: %s of %s", job.name, spec.customization_type, spec.base_model_id)
     return JSONResponse({"jobArn": job.arn}, status_code=201)
 
 
@@ -137,7 +140,11 @@ def _job_or_404(store: JobStore, session: Session, identifier: str) -> Job:
     return job
 
 
-@router.get("/model-customization-jobs/{identifier:path}/events")
+EVENT_LINES = {"description": "The training events (events.jsonl) as JSON lines: start, step, validation, checkpoint, ...",
+               "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}
+
+
+@router.get("/model-customization-jobs/{identifier:path}/events", response_class=Response, responses={200: EVENT_LINES})
 def job_events(identifier: IdentifierPath, settings: SettingsDep, store: StoreDep, session: SessionDep,
                after: Annotated[int, Query(ge=0, le=MAX_EVENT_LINES * 100, description="Skip this many lines.")] = 0) -> Response:
     """tunesmith's addition: the job's training events as JSON lines (``?after=N`` skips N lines)."""
@@ -169,6 +176,7 @@ def stop_job(identifier: IdentifierPath, store: StoreDep, session: SessionDep) -
     except TransitionError as exc:
         raise ValidationException(str(exc)) from exc
     session.commit()
+    log.info("job %s: stop requested; %s", job.name, "stopped" if job.status == JobStatus.STOPPED.value else "its worker stops at the next micro-batch")
     return {}
 
 

@@ -24,6 +24,11 @@ from tunesmith.tiers import UnknownModelError, resolve_tier
 router = APIRouter()
 RUNTIME_THREADS = 4
 """Threads generating at once (each model generates one answer at a time anyway)."""
+EVENT_STREAM = {
+    "description": "AWS event stream (application/vnd.amazon.eventstream): messageStart, contentBlockDelta, "
+                   "contentBlockStop, messageStop and metadata events, as botocore decodes them.",
+    "content": {"application/vnd.amazon.eventstream": {"schema": {"type": "string", "format": "binary"}}},
+}
 ModelId = Annotated[str, Path(min_length=1, max_length=2048, pattern=PRINTABLE, description="A tier, hosted id, custom model or deployment.")]
 
 
@@ -81,7 +86,7 @@ async def converse(request: Request, model_id: ModelId, body: ConverseRequest, s
     return await anyio.to_thread.run_sync(answer, limiter=_threads(request))
 
 
-@router.post("/model/{model_id:path}/converse-stream", response_class=StreamingResponse)
+@router.post("/model/{model_id:path}/converse-stream", response_class=StreamingResponse, responses={200: EVENT_STREAM})
 async def converse_stream(request: Request, model_id: ModelId, body: ConverseRequest, store: StoreDep) -> StreamingResponse:
     """The answer as AWS event-stream frames (messageStart, contentBlockDelta..., messageStop, metadata)."""
     chat, settings = chat_from(body.messages, body.system), settings_from(body.inferenceConfig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tunesmith.service.observability import LOG_LEVELS
 from tunesmith.service.protocol import MAX_BODY_BYTES
 
 DEFAULT_REGION = "us-east-1"
@@ -38,6 +39,8 @@ class ServiceSettings:
     (:func:`~tunesmith.service.device_pool.parse_devices`)."""
     device: str = "auto"
     """Where the runtime API's models run (``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``)."""
+    log_level: str = "info"
+    """How much the server and its workers log (``debug``, ``info``, ``warning``, ``error``)."""
 
     def __post_init__(self) -> None:
         self.home = Path(self.home)
@@ -53,3 +56,5 @@ class ServiceSettings:
             raise ValueError("devices must name at least one device (or be None: chosen at start)")
         if self.save_every is not None and self.save_every < 1:
             raise ValueError(f"save_every must be at least 1, got {self.save_every}")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got '{self.log_level}'")

@@ -6,10 +6,14 @@ down. Each worker gets the devices its job holds through ``CUDA_VISIBLE_DEVICES`
 torchrun, one rank per device. At start-up, a job whose worker is gone is resumed from its
 last checkpoint (or failed with a message saying why, when it has none); a job that was
 stopping is stopped. Every status change goes through :mod:`tunesmith.service.lifecycle`.
+
+Each event of a job's life it sees (started, completed, failed, stopped, worker died,
+queued again) is logged on ``tunesmith.service.jobs``, one line each, in the server's log.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -25,6 +29,7 @@ from tunesmith.service.settings import ServiceSettings
 from tunesmith.service.store import Job, JobStore
 from tunesmith.training.checkpoints import latest_checkpoint
 
+log = logging.getLogger("tunesmith.service.jobs")
 POLL_SECONDS = 0.5
 NO_CHECKPOINT = ("the worker process stopped before the first checkpoint (server restart or crash); "
                  "nothing could be resumed: create the job again")
@@ -51,10 +56,27 @@ def worker_command(settings: ServiceSettings, job_id: str, device: str = "auto",
     is the process the supervisor watches; ``--standalone`` picks a free rendezvous port)."""
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] if ranks > 1 else []
     command = [sys.executable, *launcher, "-m", "tunesmith.service.worker", "--home", str(settings.home),
-               "--database", settings.database_url, "--job", job_id, "--device", device]
+               "--database", settings.database_url, "--job", job_id, "--log-level", settings.log_level, "--device", device]
     if settings.save_every:
         command += ["--save-every", str(settings.save_every)]
     return command
+
+
+def first_line(message: str | None) -> str:
+    lines = (message or "").strip().splitlines() or [""]
+    return lines[0] + (f" (and {len(lines) - 1} more line(s) in the job's failureMessage)" if len(lines) > 1 else "")
+
+
+def log_outcome(job: Job, pid: int | None, why: str = "") -> None:
+    """One line for where a job stands after its worker ended (or vanished)."""
+    if job.status == JobStatus.COMPLETED.value:
+        log.info("job %s completed: model %s", job.name, job.output_model_arn)
+    elif job.status == JobStatus.FAILED.value:
+        log.info("job %s failed: %s", job.name, first_line(job.failure_message))
+    elif job.status == JobStatus.STOPPED.value:
+        log.info("job %s stopped%s", job.name, why)
+    elif job.status in lifecycle.ACTIVE and job.worker_pid is None:
+        log.info("job %s queued again to resume from its last checkpoint%s (worker pid %s ended)", job.name, why, pid)
 
 
 def held_devices(job: Job) -> list[str]:
@@ -75,8 +97,10 @@ class Supervisor:
             for job in session.query(Job).filter(Job.status.in_(lifecycle.ACTIVE), Job.worker_pid.isnot(None)):
                 if pid_alive(job.worker_pid):
                     continue  # an orphaned worker still running: it keeps its job
-                has_checkpoint = latest_checkpoint(JobFolder(self.settings.home, job.id).run) is not None
+                has_checkpoint, pid = latest_checkpoint(JobFolder(self.settings.home, job.id).run) is not None, job.worker_pid
                 lifecycle.interrupted(job, has_checkpoint, NO_CHECKPOINT)
+                log.warning("job %s: its worker (pid %s) is gone after a restart", job.name, pid)
+                log_outcome(job, pid)
             session.commit()
 
     def start(self) -> None:
@@ -93,8 +117,8 @@ class Supervisor:
         while not self._stop.wait(POLL_SECONDS):
             try:
                 self.tick()
-            except Exception as exc:  # keep supervising; report on stderr
-                print(f"tunesmith supervisor: {exc}", file=sys.stderr)
+            except Exception:  # keep supervising; report in the server's log
+                log.exception("supervisor: a round of job starts and checks failed; retrying")
 
     def tick(self) -> None:
         self._reap()
@@ -113,6 +137,7 @@ class Supervisor:
                 if problem:  # e.g. the server restarted with fewer devices than when the job was created
                     lifecycle.failed(job, problem)
                     session.commit()
+                    log_outcome(job, None)
                     continue
                 devices = self.pool.take(wanted, busy)
                 if devices is None:
@@ -123,6 +148,7 @@ class Supervisor:
                     process.wait()
                     continue
                 self.children[job.id] = process
+                log.info("job %s started: worker pid %d on %s", job.name, process.pid, ", ".join(devices))
                 busy.update(devices)
                 started += 1
 
@@ -142,8 +168,10 @@ class Supervisor:
         with self.store.session() as session:
             for job in session.scalars(select(Job).where(Job.status.in_(lifecycle.ACTIVE), Job.worker_pid.isnot(None))).all():
                 if job.id not in self.children and not pid_alive(job.worker_pid):
-                    has_checkpoint = latest_checkpoint(JobFolder(self.settings.home, job.id).run) is not None
+                    has_checkpoint, pid = latest_checkpoint(JobFolder(self.settings.home, job.id).run) is not None, job.worker_pid
                     lifecycle.interrupted(job, has_checkpoint, NO_CHECKPOINT)
+                    log.warning("job %s: worker pid %s (started by an earlier server) died", job.name, pid)
+                    log_outcome(job, pid)
             session.commit()
 
     def _reap(self) -> None:
@@ -158,6 +186,9 @@ class Supervisor:
                     if job.status == JobStatus.STOPPING.value:
                         lifecycle.stopped(job)
                     else:
-                        log = JobFolder(self.settings.home, job_id).log
-                        lifecycle.failed(job, f"the worker process exited unexpectedly (exit code {code}); see {log}")
+                        worker_log = JobFolder(self.settings.home, job_id).log
+                        log.warning("job %s: worker pid %d died (exit code %d); see %s", job.name, process.pid, code, worker_log)
+                        lifecycle.failed(job, f"the worker process exited unexpectedly (exit code {code}); see {worker_log}")
                     session.commit()
+                if job is not None:
+                    log_outcome(job, process.pid)

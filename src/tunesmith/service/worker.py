@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from tunesmith.devices import resolve_device
 from tunesmith.service import lifecycle, uris, wire
 from tunesmith.service.layout import JobFolder
 from tunesmith.service.lifecycle import Phase, TransitionError
+from tunesmith.service.observability import LOG_LEVELS, configure_logging
 from tunesmith.service.spec import JobSpec
 from tunesmith.service.store import CustomModel, Job, JobStore, new_id
 from tunesmith.training import RunResult, StepInfo, TrainConfig, TrainingRun, distributed, finetune
@@ -35,6 +37,7 @@ from tunesmith.training.checkpoints import latest_checkpoint, list_checkpoints
 from tunesmith.training.distributed import world_from_environment
 from tunesmith.training.metrics import EVENTS, TRAINING_CSV, VALIDATION_CSV
 
+log = logging.getLogger("tunesmith.service.jobs")
 STOP_POLL_SECONDS = 1.0
 RANK_WAIT = dt.timedelta(hours=24)
 """How long ranks wait for rank 0 at a collective: a distillation's teacher phase runs first."""
@@ -85,8 +88,10 @@ class JobWorker:
         try:  # under torchrun the supervisor watches the agent's pid, not this rank's
             job = self.change(lambda j: lifecycle.worker_started(j, None if self.world.distributed else os.getpid()))
         except TransitionError:  # stopped before this process started: nothing to do
+            log.info("job %s: stopped before this worker started; nothing to do", self.job_id)
             self._hand_off(None)
             return
+        log.info("job %s (%s) started: attempt %d, pid %d", job.name, self.job_id, job.attempts, os.getpid())
         try:
             self._execute(job.spec)
         except TransitionError:  # the job ended under this worker (stopped meanwhile): leave it as it is
@@ -101,6 +106,7 @@ class JobWorker:
             self._hand_off(None)  # the other ranks, if still waiting, learn there is nothing to train
 
     def fail(self, message: str) -> None:
+        log.info("job %s failed: %s", self.job_id, message)
         try:
             self.change(lambda job: lifecycle.failed(job, message))
         except TransitionError:  # already ended (stopped meanwhile): the stop stands
@@ -187,7 +193,9 @@ class JobWorker:
             def stop(job: Job) -> None:
                 job.checkpoints = checkpoints
                 lifecycle.requeued(job)
-        self.change(stop)
+        job = self.change(stop)
+        log.info("job %s: %s at step %d", self.job_id, "stopped" if job.status == lifecycle.JobStatus.STOPPED.value
+                 else "interrupted; queued to resume", result.state.step)
 
     def _synthesize(self, spec: JobSpec, prompts: Path) -> Path | None:
         """The teacher phase (resumable); returns the synthetic training file, or None if stopped."""
@@ -251,6 +259,7 @@ class JobWorker:
             job.details = {**(job.details or {}), "warnings": list(result.warnings)}
             lifecycle.completed(job, arn)
             session.commit()
+        log.info("job %s completed: model %s", self.job_id, arn)
 
 
 def main() -> None:
@@ -260,7 +269,9 @@ def main() -> None:
     parser.add_argument("--job", required=True)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (the supervisor sets CUDA_VISIBLE_DEVICES).")
     parser.add_argument("--save-every", type=int, default=None, help="Also checkpoint every N optimizer steps.")
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="What goes to the job's log (stderr).")
     args = parser.parse_args()
+    configure_logging(args.log_level)
     JobWorker(JobStore(args.database), Path(args.home), args.job, args.save_every, args.device).execute()
 
 

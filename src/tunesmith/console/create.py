@@ -1,0 +1,184 @@
+"""The create-job form: the guide's bounds beside each hyperparameter, the advisor's
+recommendation for the chosen data (fetched by htmx as the data path changes), and the data's
+problems (``file:line``) before anything is submitted.
+
+The form is turned into the API's :class:`~tunesmith.service.protocol.CreateJobRequest` and
+created by the API's own route function (:func:`tunesmith.service.jobs.create_job`): the
+same validation, conflicts and idempotency as ``CreateModelCustomizationJob``. Data is read
+only inside the server's allowed folders (:func:`~tunesmith.service.uris.check_uri`), as jobs do.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from tunesmith.advisor import Advice, advise_dataset
+from tunesmith.console.html import ConsoleRoute, read_form, render
+from tunesmith.datasets import DatasetKind, ValidationReport, validate_dataset
+from tunesmith.hyperparameters import TABLE, HyperparameterError, format_value
+from tunesmith.service import jobs as job_routes
+from tunesmith.service.dependencies import SessionDep, SettingsDep, StoreDep
+from tunesmith.service.errors import ServiceError, describe
+from tunesmith.service.protocol import PATTERN_MEANINGS, PRINTABLE, CreateJobRequest
+from tunesmith.service.settings import ServiceSettings
+from tunesmith.service.spec import SUPPORTED_TYPES
+from tunesmith.service.uris import check_uri, is_s3, local_path
+from tunesmith.service.worker import KINDS
+from tunesmith.tiers import TIERS, ModelTier, UnknownModelError, resolve_tier
+
+router = APIRouter(route_class=ConsoleRoute)
+DEFAULT_ROLE = "arn:aws:iam::123456789012:role/tunesmith"
+"""Bedrock requires a role; a local server does not use it."""
+LISTED_PROBLEMS = 50
+
+
+def _bounds() -> list[dict]:
+    """The hyperparameter table, as the form shows it."""
+    return [{"key": s.key, "label": s.label, "help": s.help, "minimum": format_value(s.minimum), "maximum": format_value(s.maximum),
+             "default": format_value(s.default), "step": "1" if s.type is int else "any", "range": s.range_text()} for s in TABLE]
+
+
+def _defaults(settings: ServiceSettings) -> dict[str, str]:
+    return {"base_model": "micro", "customization_type": "FINE_TUNING", "role_arn": DEFAULT_ROLE,
+            "output": str(Path(settings.home) / "outputs")}
+
+
+def _form_page(request: Request, settings: ServiceSettings, values: dict[str, str], problems: list[str] | None = None,
+               status_code: int = 200) -> Response:
+    return render(request, "new_job.html", status_code=status_code, values=values, bounds=_bounds(), tiers=list(TIERS.values()),
+                  types=SUPPORTED_TYPES, problems=problems or [])
+
+
+@router.get("/new-job")
+def new_job_form(request: Request, settings: SettingsDep) -> Response:
+    return _form_page(request, settings, _defaults(settings))
+
+
+@dataclass
+class DataCheck:
+    """What the console could learn about the chosen data before submitting."""
+
+    note: str | None = None
+    """Why the data was not read (no path, S3, outside the allowed folders, missing)."""
+    report: ValidationReport | None = None
+
+
+def check_data(values: dict[str, str], settings: ServiceSettings) -> DataCheck:
+    """Validate local training (and validation) data with the dataset validator jobs use."""
+    training, validation = values.get("training", "").strip(), values.get("validation", "").strip()
+    if not training:
+        return DataCheck("Enter the training data's path to see the advisor's recommendation.")
+    paths = []
+    for label, uri in (("training data", training), ("validation data", validation)):
+        if not uri:
+            continue
+        if not re.fullmatch(PRINTABLE, uri):  # as the API's Uri type refuses it
+            return DataCheck(f"The {label} path {PATTERN_MEANINGS[PRINTABLE]}.")
+        if is_s3(uri):
+            return DataCheck(f"The {label} is on S3: the job validates it when it starts.")
+        problem = check_uri(uri, settings.allowed_roots)
+        if problem:
+            return DataCheck(f"The {label} {problem}.")
+        path = local_path(uri)
+        if not path.is_file():
+            return DataCheck(f"The {label} {uri} does not exist or is not a file.")
+        paths.append(path)
+    kind = KINDS.get(values.get("customization_type", ""), DatasetKind.FINE_TUNING)
+    return DataCheck(report=validate_dataset(paths[0], paths[1:], kind, max_listed=LISTED_PROBLEMS))
+
+
+def _tier(base_model: str) -> ModelTier:
+    """The tier with the batch size this server trains it with (a configured model may differ)."""
+    tier = resolve_tier(base_model)
+    try:
+        from tunesmith.models.registry import resolve_model
+
+        return resolve_model(tier.name).tier
+    except Exception:  # an unconfigured tier (lite, pro) still gets the guide's advice
+        return tier
+
+
+def _chosen(values: dict[str, str]) -> dict[str, str]:
+    return {s.key: values[s.key].strip() for s in TABLE if values.get(s.key, "").strip()}
+
+
+@router.post("/new-job/advice")
+async def advice_fragment(request: Request, settings: SettingsDep) -> Response:
+    values = await read_form(request)
+    return await anyio.to_thread.run_sync(_advice, request, settings, values)
+
+
+def _advice(request: Request, settings: ServiceSettings, values: dict[str, str]) -> Response:
+    check = check_data(values, settings)
+    context: dict = {"note": check.note, "report": check.report, "advice": None, "yours": None, "problem": None}
+    report = check.report
+    if report is not None and report.training.records:
+        try:
+            tier = _tier(values.get("base_model", "micro"))
+        except UnknownModelError as exc:
+            context["problem"] = f"baseModelIdentifier: {exc}"
+        else:
+            advice: Advice = advise_dataset(report, tier)
+            context["advice"] = advice
+            context["fill"] = json.dumps(advice.hyperparameters.to_wire())
+            chosen = _chosen(values)
+            if chosen and chosen != advice.hyperparameters.to_wire():
+                try:
+                    context["yours"] = advise_dataset(report, tier, overrides=chosen)
+                except HyperparameterError as exc:
+                    context["problem"] = "; ".join(p.message for p in exc.problems)
+    return render(request, "_advice.html", labels={"duplicationFactor": "Duplication factor", **{s.key: s.label for s in TABLE}}, **context)
+
+
+def request_from_form(values: dict[str, str]) -> dict:
+    """The CreateModelCustomizationJob body the form describes."""
+    body: dict = {
+        "jobName": values.get("job_name", "").strip(), "customModelName": values.get("model_name", "").strip(),
+        "roleArn": values.get("role_arn", "").strip() or DEFAULT_ROLE,
+        "baseModelIdentifier": values.get("base_model", "").strip(),
+        "customizationType": values.get("customization_type", "FINE_TUNING").strip(),
+        "trainingDataConfig": {"s3Uri": values.get("training", "").strip()},
+        "outputDataConfig": {"s3Uri": values.get("output", "").strip()},
+        "hyperParameters": _chosen(values),
+    }
+    if values.get("validation", "").strip():
+        body["validationDataConfig"] = {"validators": [{"s3Uri": values["validation"].strip()}]}
+    if body["customizationType"] == "DISTILLATION" and values.get("teacher", "").strip():
+        body["customizationConfig"] = {"distillationConfig": {"teacherModelConfig": {"teacherModelIdentifier": values["teacher"].strip()}}}
+    return body
+
+
+@router.post("/new-job")
+async def create_job(request: Request, settings: SettingsDep, store: StoreDep, session: SessionDep) -> Response:
+    values = await read_form(request)
+    return await anyio.to_thread.run_sync(_create, request, settings, store, session, values)
+
+
+def _create(request: Request, settings: ServiceSettings, store, session, values: dict[str, str]) -> Response:
+    check = check_data(values, settings)
+    if check.report is not None and not check.report.valid:
+        problems = [str(p) for p in check.report.log.errors]
+        more = check.report.log.error_count - len(problems)
+        if more > 0:
+            problems.append(f"... and {more} more")
+        return _form_page(request, settings, values, ["Fix the data first:", *problems], status_code=400)
+    try:
+        body = CreateJobRequest.model_validate(request_from_form(values))
+    except ValidationError as exc:
+        return _form_page(request, settings, values, [describe(e) for e in exc.errors()], status_code=400)
+    try:
+        created = job_routes.create_job(body, settings, store, session)
+    except ServiceError as error:
+        session.rollback()
+        return _form_page(request, settings, values, [error.message], status_code=400)
+    arn = json.loads(created.body)["jobArn"]
+    job = store.job(session, arn)
+    return Response(status_code=303, headers={"Location": f"/console/jobs/{job.name if job else body.jobName}"})
