@@ -135,7 +135,7 @@ def test_gguf_metadata_follows_llama_cpp(f16_export):
     assert field("general.architecture") == "llama"
     assert field("general.file_type") == gguf.LlamaFileType.MOSTLY_F16
     assert field("llama.embedding_length") == 64 and field("llama.attention.head_count_kv") == 1 and field("llama.rope.dimension_count") == 32
-    assert field("tokenizer.ggml.model") == "gpt2" and field("tokenizer.ggml.pre") == "gpt2"
+    assert field("tokenizer.ggml.model") == "gpt2" and field("tokenizer.ggml.pre") == "gpt-2"  # llama.cpp's name (llama-vocab.cpp)
     tokens = field("tokenizer.ggml.tokens")
     assert tokens[field("tokenizer.ggml.eos_token_id")] == "<|im_end|>" and tokens[field("tokenizer.ggml.padding_token_id")] == "<pad>"
     assert field("tokenizer.ggml.token_type")[:3] == [gguf.TokenType.CONTROL] * 3

@@ -134,7 +134,7 @@ def test_tunesmith_config_over_plain_http(two_gpu_api):
 def test_boto3_cannot_send_the_field_but_an_event_handler_can(two_gpu_api):
     from botocore.exceptions import ParamValidationError
 
-    from tunesmith.cli.jobs import add_tunesmith_config
+    from tunesmith.client import add_tunesmith_config
 
     server, folder = two_gpu_api
     client = server.client()

@@ -251,3 +251,30 @@ def test_distillation_job_through_the_api(world, taught_model, tiny_model):
         assert client.get_custom_model(modelIdentifier=job["outputModelArn"])["modelStatus"] == "Active"
     finally:
         server.kill()
+
+
+def test_a_job_duplicates_its_data_as_train_duplicate_does(tmp_path):
+    from service_harness import ApiOnlyServer
+    from test_service_devices import post, request_body
+    from tunesmith.datasets import DatasetKind
+    from tunesmith.datasets.duplicate import MAX_FACTOR
+    from tunesmith.service.worker import JobWorker
+
+    write_jsonl(tmp_path / "t.jsonl", arithmetic(20))
+    with ApiOnlyServer(tmp_path / "home", tmp_path) as server:
+        status, _ = post(server.url, request_body(tmp_path, "dup", tunesmithConfig={"duplicationFactor": 3}))
+        assert status == 201
+        status, _ = post(server.url, request_body(tmp_path, "plain"))
+        assert status == 201
+        store = server.app.state.store
+        for name, factor in (("dup", 3), ("plain", 1)):
+            with store.session() as session:
+                job = store.job(session, name)
+                spec, job_id = job.spec, job.id
+            assert spec.duplication == factor
+            worker = JobWorker(store, tmp_path / "home", job_id)
+            config = worker._train_config(spec, tmp_path / "t.jsonl", [], DatasetKind.FINE_TUNING, resume=False)
+            assert config.duplication == factor  # TrainConfig.duplication: virtual, as `tunesmith train --duplicate`
+        for factor in (0, MAX_FACTOR + 1):
+            status, body = post(server.url, request_body(tmp_path, f"bad{factor}", tunesmithConfig={"duplicationFactor": factor}))
+            assert status == 400 and "tunesmithConfig.duplicationFactor" in body["message"]

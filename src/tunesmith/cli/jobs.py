@@ -15,6 +15,8 @@ import click
 
 from tunesmith.cli.options import hyperparameter_flags, hyperparameter_options, json_option
 from tunesmith.cli.render import console, fail, print_json, table
+from tunesmith.client import add_tunesmith_config, bedrock, signed_get
+from tunesmith.datasets.duplicate import MAX_FACTOR
 from tunesmith.service.device_pool import MAX_JOB_DEVICES
 from tunesmith.service.lifecycle import ACTIVE
 from tunesmith.service.protocol import JobStatusName
@@ -26,50 +28,6 @@ ROLE = "arn:aws:iam::123456789012:role/tunesmith"
 def endpoint_option(command):
     return click.option("--endpoint", default=lambda: os.environ.get("TUNESMITH_ENDPOINT", DEFAULT_ENDPOINT),
                         show_default="TUNESMITH_ENDPOINT or http://127.0.0.1:8000", help="The tunesmith server.")(command)
-
-
-def _session():
-    """boto3's usual credential chain; a server without --credentials accepts any."""
-    import boto3
-
-    session = boto3.session.Session()
-    if session.get_credentials() is None:
-        session = boto3.session.Session(aws_access_key_id="tunesmith", aws_secret_access_key="tunesmith",
-                                        region_name=session.region_name)
-    return session
-
-
-def bedrock(endpoint: str):
-    from botocore.config import Config
-
-    session = _session()
-    return session.client("bedrock", endpoint_url=endpoint, region_name=session.region_name or "us-east-1",
-                          config=Config(retries={"max_attempts": 2}))
-
-
-def add_tunesmith_config(client, config: dict) -> None:
-    """Make ``client`` (boto3's ``bedrock``) send ``tunesmithConfig`` with CreateModelCustomizationJob.
-
-    botocore refuses parameters its service model lacks, so the field is added to the
-    serialised body in a ``before-call`` event handler, before the request is signed.
-    """
-    def add(params, **_):
-        body = json.loads(params["body"] or b"{}")
-        params["body"] = json.dumps({**body, "tunesmithConfig": config}).encode()
-
-    client.meta.events.register("before-call.bedrock.CreateModelCustomizationJob", add)
-
-
-def signed_get(url: str, timeout: float = 10) -> bytes:
-    """GET a tunesmith-only route (not in botocore's model), SigV4-signed like boto3's calls."""
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-
-    session = _session()
-    request = AWSRequest(method="GET", url=url)
-    SigV4Auth(session.get_credentials().get_frozen_credentials(), "bedrock", session.region_name or "us-east-1").add_auth(request)
-    prepared = urllib.request.Request(url, headers=dict(request.headers.items()), method="GET")
-    return urllib.request.urlopen(prepared, timeout=timeout).read()
 
 
 def _call(function, **kwargs):
@@ -102,13 +60,15 @@ def jobs() -> None:
               help="Stop after N validations without a lower validation loss and keep the best checkpoint "
                    "(needs --validation; sent as tunesmithConfig.earlyStoppingPatience).")
 @click.option("--eval-every", type=click.IntRange(1), help="Also validate every N steps (sent as tunesmithConfig.evalEvery).")
+@click.option("--duplicate", "duplication", type=click.IntRange(1, MAX_FACTOR),
+              help="Train on every record N times per epoch, as `tunesmith train --duplicate` (sent as tunesmithConfig.duplicationFactor).")
 @hyperparameter_options
 @click.option("--estimate", "with_estimate", is_flag=True,
               help="First print the run's steps, tokens, time and peak memory as this machine would train it (local data only; "
                    "see `tunesmith estimate`). The job is sent whatever the estimate does.")
 @endpoint_option
 def create(name, model_name, base, data, validation, output, customization_type, devices, early_stopping_patience, eval_every,
-           with_estimate, endpoint, **flags) -> None:
+           duplication, with_estimate, endpoint, **flags) -> None:
     """Create a job (the same request a hosted-service script would send)."""
     local = lambda uri: uri if "://" in uri else str(Path(uri).resolve())  # noqa: E731 - servers resolve against their own cwd
     sent = hyperparameter_flags(flags)
@@ -118,7 +78,8 @@ def create(name, model_name, base, data, validation, output, customization_type,
         kind = "pretraining" if customization_type == "CONTINUED_PRE_TRAINING" else "fine-tuning"
         estimate_before_job(base, data, validation, kind, sent)
     client = bedrock(endpoint)
-    extra = {"devices": devices, "earlyStoppingPatience": early_stopping_patience, "evalEvery": eval_every}
+    extra = {"devices": devices, "earlyStoppingPatience": early_stopping_patience, "evalEvery": eval_every,
+             "duplicationFactor": duplication}
     extra = {key: value for key, value in extra.items() if value is not None}
     if extra:
         add_tunesmith_config(client, extra)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
               help="Search folder: study.db (resumable), trials.csv, best.json, the split and one folder per trial.")
 @click.option("--validation", type=click.Path(path_type=str), help="Records to score trials on. Default: a seeded held-out split of DATA.")
 @click.option("--budget", "budget_text", required=True, metavar="BUDGET", help=f"Compute to spend: {EXAMPLES}.")
-@config_options(TuneConfig, ["trials", "holdout", "max_duplication", "reduction_factor", "max_new_tokens"])
+@config_options(TuneConfig, ["trials", "holdout", "max_duplication", "reduction_factor", "max_new_tokens", "endpoint", "parallel"])
 @config_options(TrainConfig, ["method"])
 @config_options(LoraSettings, ["rank", "alpha", "dropout"], prefix="lora")
 @config_options(TrainConfig, ["max_length", "micro_batch_tokens", "max_memory", "share_prefixes", "device", "precision"])
@@ -47,6 +47,9 @@ def tune(data: str, output: str, validation: str | None, budget_text: str, as_js
     validation loss falls behind. Finished trials are scored by greedy exact match on the
     held-out records. Everything is kept in --output: rerun the same command to resume a
     search that was stopped, or to extend it with a larger --budget or --trials.
+
+    With --endpoint, each trial is a job on that tunesmith server, --parallel at once; the
+    server must be started with --allow-path covering --output (and DATA with --validation).
     """
     import optuna
     import sqlalchemy.exc
@@ -64,7 +67,7 @@ def tune(data: str, output: str, validation: str | None, budget_text: str, as_js
             lora=LoraSettings(**config_values(options, LoraSettings, prefix="lora")), **config_values(options, TrainConfig),
         )
         config = TuneConfig(training=training, budget=budget, **search)
-        with trial_progress() as (say, on_step):
+        with trial_progress(bar=config.endpoint is None) as (say, on_step):
             try:
                 result = run_search(config, say=say, on_step=on_step)
             except SearchInterrupted as exc:
@@ -87,9 +90,10 @@ def tune(data: str, output: str, validation: str | None, budget_text: str, as_js
 
 
 @contextlib.contextmanager
-def trial_progress() -> Iterator[tuple[Callable[[str], None], Callable[[Any], None]]]:
-    """Yields ``(say, on_step)``: trial lines on stderr, and on a terminal a bar over the running trial's steps."""
-    if not err_console.is_terminal:
+def trial_progress(bar: bool = True) -> Iterator[tuple[Callable[[str], None], Callable[[Any], None]]]:
+    """Yields ``(say, on_step)``: trial lines on stderr, and on a terminal a bar over the running trial's
+    steps (not with ``bar=False``: trials on a server run side by side and report no steps here)."""
+    if not bar or not err_console.is_terminal:
         yield (lambda line: err_console.print(escape(line))), (lambda info: None)
         return
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),

@@ -37,7 +37,7 @@ def _smollm(pre: dict[str, Any]) -> bool:
     )
 
 
-PRE_TOKENIZERS = {"gpt2": _byte_level, "smollm": _smollm}
+PRE_TOKENIZERS = {"gpt-2": _byte_level, "smollm": _smollm}
 """llama.cpp's ``tokenizer.ggml.pre`` name -> does a tokenizer.json pre_tokenizer match it."""
 
 

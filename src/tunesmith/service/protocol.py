@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tunesmith import guide
+from tunesmith.datasets.duplicate import MAX_FACTOR
 from tunesmith.service.device_pool import MAX_JOB_DEVICES
 
 # --- Strings --------------------------------------------------------------------------------
@@ -110,6 +111,9 @@ class TunesmithConfig(Request):
     epoch trains, as on the hosted service."""
     evalEvery: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     """Also compute the validation loss every N optimizer steps (always at each epoch end)."""
+    duplicationFactor: Annotated[int, Field(ge=1, le=MAX_FACTOR)] | None = None
+    """Each training record is seen this many times per epoch (virtual duplication, as
+    ``tunesmith train --duplicate``); omitted: 1. On the hosted service, duplicate the file instead."""
 
 
 class CreateJobRequest(Request):

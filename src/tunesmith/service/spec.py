@@ -52,6 +52,8 @@ class JobSpec(BaseModel):
     """``tunesmithConfig.earlyStoppingPatience``: opt-in early stopping on validation loss."""
     eval_every: int | None = None
     """``tunesmithConfig.evalEvery``: validation every N steps as well as at epoch ends."""
+    duplication: int = 1
+    """``tunesmithConfig.duplicationFactor``: virtual duplication of the training records (``TrainConfig.duplication``)."""
 
     def resolved_hyperparameters(self) -> Hyperparameters:
         return Hyperparameters.from_wire(self.hyperparameters)
@@ -112,6 +114,7 @@ def spec_from_request(request: CreateJobRequest, allowed_roots: list[str]) -> Jo
         hyperparameters_sent=sent, client_token=request.clientRequestToken, teacher=teacher, max_response_length=max_response,
         devices=extra.devices if extra else 1,
         early_stopping_patience=extra.earlyStoppingPatience if extra else None, eval_every=extra.evalEvery if extra else None,
+        duplication=(extra.duplicationFactor or 1) if extra else 1,
     )
 
 

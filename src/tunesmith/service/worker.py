@@ -148,6 +148,7 @@ class JobWorker:
             hyperparameters=spec.resolved_hyperparameters(), hyperparameters_sent=dict(spec.hyperparameters_sent),
             resume=resume, save_every=self.save_every, device=self.device,
             early_stopping_patience=spec.early_stopping_patience if validation else None, eval_every=spec.eval_every,
+            duplication=spec.duplication,
         )
 
     # -- several ranks ----------------------------------------------------------------------

@@ -7,6 +7,8 @@
 - ``trial.py``: one training run under the pruner, then its exact match.
 - ``table.py``: the trials table and the best trial.
 - ``search.py``: :func:`tune`, the loop over trials.
+- ``endpoint.py``, ``remote_trial.py``, ``remote_search.py``: with ``--endpoint``, trials as jobs
+  on a tunesmith server, several at once.
 """
 
 from tunesmith.tuning.budget import Budget, BudgetError, parse_budget

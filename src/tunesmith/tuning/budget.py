@@ -11,11 +11,16 @@ whole: loading, training, validation and scoring.
 Two rules apply it. A new trial starts only when what is spent plus what a trial costs on
 average (over the trials so far) fits; the first trial always starts. A running trial is
 stopped (as the pruner stops one) when the budget runs out under it.
+
+With trials running side by side (``--endpoint --parallel N``) both rules count the trials
+in flight: each as at least an average trial when deciding whether another starts, and at
+what it has used so far when deciding whether the budget has run out (then all of them stop).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -104,19 +109,27 @@ class BudgetTracker:
         """The mean cost of the trials so far (0 before the first)."""
         return self.spent / len(self.costs) if self.costs else 0.0
 
-    def allows_another(self) -> bool:
-        """Whether a new trial fits: what is spent plus an average trial stays within the budget."""
+    def allows_another(self, in_flight: Sequence[float] = ()) -> bool:
+        """Whether a new trial fits: what is spent, plus the trials in flight (``in_flight``: what
+        each has cost so far, counted as at least an average trial), plus an average trial stays
+        within the budget."""
         if not self.costs:
             return True
-        return self.spent < self.budget.amount and self.spent + self.expected_trial_cost() <= self.budget.amount
+        expected = self.expected_trial_cost()
+        committed = self.spent + sum(max(cost, expected) for cost in in_flight)
+        return committed < self.budget.amount and committed + expected <= self.budget.amount
 
-    def left(self) -> float:
-        """Budget not yet spent (0 when it is all spent)."""
-        return max(self.budget.amount - self.spent, 0.0)
+    def left(self, in_flight: Sequence[float] = ()) -> float:
+        """Budget not yet spent, by the finished trials or so far by those in flight (0 when it is all spent)."""
+        return max(self.budget.amount - self.spent - sum(in_flight), 0.0)
 
     def exhausted_by(self, tokens: int, seconds: float) -> bool:
         """Whether a running trial that has used ``tokens`` and ``seconds`` so far must stop."""
-        return self.spent + self.budget.cost(tokens, seconds) >= self.budget.amount
+        return self.exhausted([self.budget.cost(tokens, seconds)])
+
+    def exhausted(self, in_flight: Sequence[float]) -> bool:
+        """Whether the trials in flight, having cost ``in_flight`` so far, must stop."""
+        return self.spent + sum(in_flight) >= self.budget.amount
 
     def add(self, tokens: int, seconds: float) -> None:
         self.costs.append(self.budget.cost(tokens, seconds))

@@ -5,12 +5,12 @@
    process left running are queued again.
 3. The guide's defaults (``Hyperparameters()``, no duplication) and the advisor's settings
    for this data and tier (:func:`tunesmith.advisor.recommend`) are queued first.
-4. Trials run one after another (``trial.py``) until ``--trials`` have finished or the budget
-   allows no more (``budget.py``). After each, ``OUTPUT/trials.csv`` is rewritten.
+4. Trials run until ``--trials`` have finished or the budget allows no more (``budget.py``):
+   one after another in this process (``trial.py``), or with ``--endpoint`` as jobs on a
+   tunesmith server, ``--parallel`` at a time (``remote_search.py``, ``remote_trial.py``).
+   After each, ``OUTPUT/trials.csv`` is rewritten.
 5. The best complete trial (``table.py``) gives the ``hyperParameters`` map, the duplication
    factor and the ``tunesmith train`` command, also written to ``OUTPUT/best.json``.
-
-Trials run in this process, one at a time; they do not go to a server's workers.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ HOLDOUT_MAX_RECORDS = 200
 """The held-out split stops growing here: each complete trial generates an answer for every held-out record."""
 PASSED_ON = ("model", "method", "max_length", "micro_batch_tokens", "max_memory", "share_prefixes", "seed", "device", "precision")
 """TrainConfig settings a search passes to every trial, and to the ``tunesmith train`` command it prints."""
+DEFAULT_PARALLEL = 2
+"""Trials in flight at once on a server (``--endpoint``) when ``--parallel`` is not given."""
 
 
 class SearchInterrupted(TuneError):
@@ -76,13 +78,27 @@ class TuneConfig:
                                    help="The largest duplication factor searched (the advisor's largest by default).")
     reduction_factor: int = setting(3, minimum=2, help="Successive halving: a trial passes a rung when its loss is in the best 1/N there.")
     max_new_tokens: int | None = setting(None, minimum=1, help="Tokens generated per held-out answer. Default: the longest reference answer plus 8.")
+    endpoint: str | None = setting(None, help="Run each trial as a job on this tunesmith server, started with --allow-path covering "
+                                              "--output (and DATA with --validation); jobs train with the server's device and the "
+                                              "defaults (seed 0). Default: trials run in this process.")
+    parallel: int | None = setting(None, minimum=1, help=f"With --endpoint: trials in flight at once. Default: {DEFAULT_PARALLEL}.")
 
     def __post_init__(self) -> None:
         if len(self.training.validation) > 1:
             raise ConfigError(f"tune scores on one --validation file, got {len(self.training.validation)}")
         if self.training.resume:
             raise ConfigError("a search resumes by itself: rerun it with the same --output, without --resume")
+        if self.parallel is not None and not self.endpoint:
+            raise ConfigError("--parallel runs trials side by side on a server's workers: give --endpoint too")
         check_settings(self)
+        if self.endpoint:
+            from tunesmith.tuning.endpoint import check_sendable
+
+            check_sendable(self.training)
+
+    @property
+    def trials_at_once(self) -> int:
+        return (self.parallel or DEFAULT_PARALLEL) if self.endpoint else 1
 
 
 @dataclass
@@ -122,10 +138,12 @@ def tune(
 ) -> TuneResult:
     """Run (or resume) the search in ``config.training.output``.
 
-    ``say`` gets a line as each trial starts and ends; ``on_step`` gets every trial's
+    ``say`` gets a line as each trial starts and ends; ``on_step`` gets every in-process trial's
     :class:`~tunesmith.training.StepInfo`. Raises ``DataError``, ``ModelUnavailableError`` or
     :class:`TuneError` before any trial runs when the inputs are unusable, and
     :class:`SearchInterrupted` when SIGINT/SIGTERM stops a trial (run it again to continue).
+    With ``config.endpoint``, also :class:`TuneError` when the server cannot be reached or refuses the
+    search's files.
     """
     from tunesmith.evaluation.generation import GenerationSettings  # imports torch
 
@@ -135,6 +153,11 @@ def tune(
     if not report.valid:
         raise DataError(report)
     source = resolve_model(training.model)
+    endpoint = None
+    if config.endpoint:
+        from tunesmith.tuning.endpoint import Endpoint
+
+        endpoint = Endpoint.connect(config.endpoint, training.model)  # before the study: an unreachable server changes nothing
     records = len(record_lines(training.data))
     train_records = records if training.validation else records - holdout_size(records, config.holdout, HOLDOUT_MAX_RECORDS)
     advice = recommend(train_records, source.tier)
@@ -158,7 +181,12 @@ def tune(
         template = dataclasses.replace(training, data=split.train, validation=[split.holdout], output=folder / "trials",
                                        eval_every=eval_every, resume=False)
         generation = GenerationSettings(max_new_tokens=config.max_new_tokens or _answer_tokens(split.holdout, source) + 8)
-        ended_by = _run_trials(study, config, space, template, split, generation, tracker, say, on_step)
+        if endpoint is not None:
+            from tunesmith.tuning.remote_search import run_remote_trials
+
+            ended_by = run_remote_trials(endpoint, study, config, space, template, split, generation, tracker, say)
+        else:
+            ended_by = _run_trials(study, config, space, template, split, generation, tracker, say, on_step)
         rows = trial_rows(study)
         best = best_row(rows)
         result = TuneResult(folder, split, advice, space, eval_every, rows, best, ended_by, tracker.spent, config.budget, retried)
@@ -175,47 +203,81 @@ def _run_trials(study, config: TuneConfig, space: SearchSpace, template: TrainCo
     from tunesmith.tuning.trial import run_trial  # imports torch
 
     while True:
-        if config.trials is not None and len(finished_trials(study)) >= config.trials:
-            return "trials"
-        if not tracker.allows_another() and not (tracker.left() > 0 and reference_waiting(study)):
-            return "budget"  # the defaults and the advice start while any budget is left: they are always among the trials
-        trial = study.ask()
-        settings = space.suggest(trial)
-        if ORIGIN not in trial.user_attrs:
-            trial.set_user_attr(ORIGIN, "search")
-        trial.set_user_attr("hyperParameters", settings.hyperparameters.to_wire())
-        say(f"trial {trial.number} ({trial.user_attrs[ORIGIN]}): {settings.describe()}")
-        table = template.output.parent / "trials.csv"
-        atomic_write_text(table, csv_text(trial_rows(study)))  # the running trial shows in the table too
+        ended_by = why_no_more(study, config, tracker)
+        if ended_by:
+            return ended_by
+        trial, settings = begin_trial(study, space, say)
+        write_table(study, template.output.parent)  # the running trial shows in the table too
         try:
             outcome = run_trial(trial, settings, template, split.holdout, generation, tracker, on_step)
         except KeyboardInterrupt:
-            _fail_and_requeue(study, trial.number)
+            fail_and_requeue(study, trial.number)
             raise
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
         if outcome.stopped_by == "signal":
-            _fail_and_requeue(study, trial.number)
-            raise SearchInterrupted(f"stopped during trial {trial.number}; its settings are queued again and finished trials "
-                                    f"are kept in {template.output.parent / STUDY_FILE}: rerun the same command to continue")
-        for key, value in outcome.user_attrs().items():
-            trial.set_user_attr(key, value)
-        tracker.add(outcome.tokens, outcome.seconds)
-        if outcome.state == TrialState.COMPLETE:
-            study.tell(trial, outcome.validation_loss if outcome.validation_loss is not None else float("inf"))
-        else:
-            study.tell(trial, state=TrialState.PRUNED)
-        row = trial_rows(study)[trial.number]
-        score = f", exact match {row.exact_match:.1%}" if row.exact_match is not None else ""
-        loss = f"validation loss {row.validation_loss:.4f}" if row.validation_loss is not None else "no validation loss yet"
-        ended = "stopped by the budget" if row.status() == "budget" else row.status()
-        say(f"trial {trial.number} {ended} after {row.steps} of {row.planned_steps} steps: {loss}{score}; "
-            f"{row.tokens:,} tokens, {row.seconds:.1f} s ({config.budget.describe(tracker.spent)} of {config.budget.describe()} spent)")
-        atomic_write_text(table, csv_text(trial_rows(study)))
+            fail_and_requeue(study, trial.number)
+            raise interrupted([trial.number], template.output.parent)
+        record_outcome(study, trial, outcome, tracker, config.budget, say)
+        write_table(study, template.output.parent)
 
 
-def _fail_and_requeue(study, number: int) -> None:
+def why_no_more(study, config: TuneConfig, tracker: BudgetTracker, in_flight: list[float] | None = None) -> str | None:
+    """``trials`` or ``budget`` when no other trial may start beside the ``in_flight`` ones (what
+    each has cost so far); None when one may."""
+    in_flight = in_flight or []
+    if config.trials is not None and len(finished_trials(study)) + len(in_flight) >= config.trials:
+        return "trials"
+    if not tracker.allows_another(in_flight) and not (tracker.left(in_flight) > 0 and reference_waiting(study)):
+        return "budget"  # the defaults and the advice start while any budget is left: they are always among the trials
+    return None
+
+
+def begin_trial(study, space: SearchSpace, say: Callable[[str], None]) -> tuple[Any, TrialSettings]:
+    """The next trial (queued settings first) and what it trains with, announced."""
+    trial = study.ask()
+    settings = space.suggest(trial)
+    if ORIGIN not in trial.user_attrs:
+        trial.set_user_attr(ORIGIN, "search")
+    trial.set_user_attr("hyperParameters", settings.hyperparameters.to_wire())
+    say(f"trial {trial.number} ({trial.user_attrs[ORIGIN]}): {settings.describe()}")
+    return trial, settings
+
+
+def record_outcome(study, trial, outcome: Any, tracker: BudgetTracker, budget: Budget, say: Callable[[str], None]) -> None:
+    """Store a finished trial's :class:`~tunesmith.tuning.trial.TrialOutcome`, count its cost and tell the study."""
+    from optuna.trial import TrialState
+
+    for key, value in outcome.user_attrs().items():
+        trial.set_user_attr(key, value)
+    tracker.add(outcome.tokens, outcome.seconds)
+    if outcome.state == TrialState.COMPLETE:
+        study.tell(trial, outcome.validation_loss if outcome.validation_loss is not None else float("inf"))
+    else:
+        study.tell(trial, state=TrialState.PRUNED)
+    row = trial_rows(study)[trial.number]
+    score = f", exact match {row.exact_match:.1%}" if row.exact_match is not None else ""
+    loss = f"validation loss {row.validation_loss:.4f}" if row.validation_loss is not None else "no validation loss yet"
+    ended = "stopped by the budget" if row.status() == "budget" else row.status()
+    say(f"trial {trial.number} {ended} after {row.steps} of {row.planned_steps} steps: {loss}{score}; "
+        f"{row.tokens:,} tokens, {row.seconds:.1f} s ({budget.describe(tracker.spent)} of {budget.describe()} spent)")
+
+
+def write_table(study, folder: Path) -> None:
+    atomic_write_text(folder / "trials.csv", csv_text(trial_rows(study)))
+
+
+def interrupted(numbers: list[int], folder: Path) -> SearchInterrupted:
+    """The error for SIGINT/SIGTERM during the trials ``numbers`` (their settings queued again)."""
+    kept = f"finished trials are kept in {folder / STUDY_FILE}: rerun the same command to continue"
+    if not numbers:
+        return SearchInterrupted(f"stopped between trials; {kept}")
+    which = f"trial {numbers[0]}; its" if len(numbers) == 1 else f"trials {', '.join(map(str, numbers))}; their"
+    return SearchInterrupted(f"stopped during {which} settings are queued again and {kept}")
+
+
+def fail_and_requeue(study, number: int) -> None:
     from optuna.trial import TrialState
 
     study.tell(number, state=TrialState.FAIL)
