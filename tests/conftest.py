@@ -81,6 +81,29 @@ def isolated_home(tmp_path, monkeypatch):
     """Keep caches and model configuration inside the test's folder."""
     monkeypatch.setenv("TUNESMITH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TUNESMITH_CONFIG", str(tmp_path / "models.toml"))
+    for variable in ("TUNESMITH_DATABASE_URL", "TUNESMITH_NODE_NAME", "TUNESMITH_LEASE_SECONDS"):  # a developer's own server's
+        monkeypatch.delenv(variable, raising=False)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the session (skipped, with the reason, where none is installed)."""
+    from postgres_server import PostgresServer, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """The service's database, once on SQLite and once on PostgreSQL (a fresh database each test)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tunesmith.db'}"
+    return request.getfixturevalue("postgres").new_database()
 
 
 @pytest.fixture(scope="session")

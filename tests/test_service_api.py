@@ -11,9 +11,10 @@ ROLE = "arn:aws:iam::123456789012:role/tunesmith"
 
 
 @pytest.fixture
-def api(tmp_path):
+def api(tmp_path, database_url):
+    """Each test once on SQLite and once on PostgreSQL."""
     write_jsonl(tmp_path / "t.jsonl", arithmetic(20))
-    with ApiOnlyServer(tmp_path / "home", tmp_path) as server:
+    with ApiOnlyServer(tmp_path / "home", tmp_path, database_url=database_url) as server:
         yield server, server.client(), tmp_path
 
 

@@ -10,14 +10,24 @@ import click
 from tunesmith.cli.options import DEVICE_HELP
 from tunesmith.models.config import home as default_home
 from tunesmith.service.observability import LOG_LEVELS
-from tunesmith.service.settings import DEFAULT_REGION
+from tunesmith.service.settings import DATABASE_URL_VARIABLE, DEFAULT_LEASE_SECONDS, DEFAULT_REGION
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback by default; expose deliberately.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--home", "home_dir", type=click.Path(path_type=str), help="Jobs, models and database (default: TUNESMITH_HOME/service).")
-@click.option("--database", help="SQLAlchemy URL (default: SQLite in --home; PostgreSQL URLs work too).")
+@click.option("--database", envvar=DATABASE_URL_VARIABLE, show_envvar=True, metavar="URL",
+              help="SQLAlchemy URL (default: SQLite in --home; postgresql+psycopg://... with tunesmith[postgres] lets several "
+              "servers share jobs). Give a URL with a password through the environment or --database-url-file: "
+              "a command line is visible to every user in ps.")
+@click.option("--database-url-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A file whose first line is the database URL (e.g. a mounted secret).")
+@click.option("--node-name", envvar="TUNESMITH_NODE_NAME", show_envvar=True,
+              help="This machine in job claims (default: the hostname); give each machine sharing a database its own.")
+@click.option("--lease-seconds", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_LEASE_SECONDS, show_default=True,
+              envvar="TUNESMITH_LEASE_SECONDS", help="A job whose server stops renewing its lease for this long is taken over "
+              "by another server sharing the database (resumed from its last checkpoint).")
 @click.option("--allow-path", "allowed", multiple=True, type=click.Path(path_type=str), help="A local folder jobs may read data from and write outputs to (repeatable).")
 @click.option("--concurrency", type=click.IntRange(1), help="Jobs trained at once (default: one per CUDA device in --devices, else 1).")
 @click.option("--devices", "devices_text", default="auto", show_default=True, metavar="DEVICES",
@@ -30,12 +40,15 @@ from tunesmith.service.settings import DEFAULT_REGION
 @click.option("--region", default=DEFAULT_REGION, show_default=True, help="The region signatures must be scoped to.")
 @click.option("--allow-unsigned-payload", is_flag=True, help="Accept X-Amz-Content-SHA256: UNSIGNED-PAYLOAD (bodies are then not authenticated).")
 @click.option("--save-every", type=click.IntRange(1), help="Workers also checkpoint every N optimizer steps (always at each epoch end).")
+@click.option("--model-cache-gb", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+              help="Disk for custom models the runtime API downloads from S3 (trained on another host); least recently used go first.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True,
               help="What the server logs to stderr: info has one access line per request and each job's lifecycle; "
               "debug adds more. Workers log to their job's log file at the same level.")
-def serve(host: str, port: int, home_dir: str | None, database: str | None, allowed: tuple[str, ...], concurrency: int | None,
+def serve(host: str, port: int, home_dir: str | None, database: str | None, database_url_file: Path | None, node_name: str | None,
+          lease_seconds: float, allowed: tuple[str, ...], concurrency: int | None,
           devices_text: str, device: str, credential_items: tuple[str, ...], region: str, allow_unsigned_payload: bool,
-          save_every: int | None, log_level: str) -> None:
+          save_every: int | None, model_cache_gb: float, log_level: str) -> None:
     """Serve Bedrock's model-customization and runtime APIs; jobs train in worker processes.
 
     Turn on --credentials whenever the port is reachable by anyone but you.
@@ -57,6 +70,7 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, allo
     if host not in ("127.0.0.1", "localhost", "::1") and not credentials:
         click.echo(f"warning: serving on {host} without --credentials: anyone who reaches the port can use it", err=True)
 
+    database = database_url(database, database_url_file)
     with user_errors():
         devices = parse_devices(devices_text)
         pool = DevicePool(devices)
@@ -65,7 +79,8 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, allo
             allowed_roots=[str(Path(p).resolve()) for p in allowed] or [str(Path.cwd())],
             concurrency=concurrency or (len(devices) if pool.exclusive else 1), devices=devices, device=device,
             credentials=credentials, region=region, allow_unsigned_payload=allow_unsigned_payload, save_every=save_every,
-            log_level=log_level,
+            log_level=log_level, model_cache_gb=model_cache_gb, lease_seconds=lease_seconds,
+            **({"node_name": node_name} if node_name else {}),
         )
         configure_logging(log_level)
         app = create_app(settings)
@@ -76,3 +91,29 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, allo
     # Our access lines replace uvicorn's (they have the duration and the route); uvicorn's own
     # start-up and error lines follow --log-level too.
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def database_url(database: str | None, url_file: Path | None) -> str | None:
+    """The URL from --database, its environment variable, or --database-url-file; a warning when a
+    password came on the command line (every user sees it in ps)."""
+    from sqlalchemy.engine import make_url
+
+    from tunesmith.cli.render import fail
+
+    on_command_line = click.get_current_context().get_parameter_source("database") is click.core.ParameterSource.COMMANDLINE
+    if url_file is not None:
+        if database and on_command_line:
+            fail("give the database URL once: --database or --database-url-file", 2)
+        lines = url_file.read_text(encoding="utf-8").strip().splitlines()
+        if not lines:
+            fail(f"{url_file}: empty; expected a database URL on its first line", 2)
+        return lines[0].strip()
+    if database and on_command_line:
+        try:
+            password = make_url(database).password
+        except Exception:  # not a URL: the store says so
+            password = None
+        if password:
+            click.echo(f"warning: the database password on the command line is visible to every user in ps; "
+                       f"set {DATABASE_URL_VARIABLE} or use --database-url-file", err=True)
+    return database

@@ -38,6 +38,7 @@ from tunesmith.service.docs import install_docs
 from tunesmith.service.errors import install_handlers
 from tunesmith.service.inference import ModelCache
 from tunesmith.service.metrics import ServiceMetrics, router as metrics_router
+from tunesmith.service.model_downloads import GB, ModelDownloads
 from tunesmith.service.observability import RequestObserver, log_access
 from tunesmith.service.settings import ServiceSettings
 from tunesmith.service.store import JobStore
@@ -63,7 +64,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.supervisor = supervisor
-    app.state.models = ModelCache(place(settings.device))
+    downloads = ModelDownloads(settings.home / "model-cache", int(settings.model_cache_gb * GB))
+    app.state.models = ModelCache(place(settings.device), downloads=downloads)
     app.state.metrics = ServiceMetrics(store, settings.home)
     install_handlers(app)
     install_docs(app)

@@ -59,6 +59,12 @@ class AuthenticationException(ServiceError):
     name, status = "AuthenticationException", 401
 
 
+class ServiceUnavailableException(ServiceError):
+    """Something the request needs cannot be reached now (a model's files on S3); trying again may work."""
+
+    name, status = "ServiceUnavailableException", 503
+
+
 class UnknownOperationException(ServiceError):
     name, status = "UnknownOperationException", 404
 

@@ -3,6 +3,7 @@
 Models stay loaded between calls (least recently used first out, ``MAX_LOADED`` at once),
 on the server's ``--device`` in its precision (:func:`tunesmith.devices.place`, as for
 training). Generation runs under a lock per model: one model serves one request at a time.
+A custom model whose files are on S3 only is downloaded first (:mod:`~tunesmith.service.model_downloads`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any
 from tunesmith import guide
 from tunesmith.devices import Placement
 from tunesmith.evaluation.generation import Completion, GenerationSettings, generate
+from tunesmith.service import uris
 from tunesmith.service.errors import ValidationException
+from tunesmith.service.model_downloads import ModelDownloads
 from tunesmith.service.protocol import InferenceConfig, Message, TextBlock
 
 MAX_LOADED = 2
@@ -36,14 +39,15 @@ class LoadedModel:
 
 
 class ModelCache:
-    def __init__(self, placement: Placement, capacity: int = MAX_LOADED):
-        self.placement, self.capacity = placement, capacity
+    def __init__(self, placement: Placement, capacity: int = MAX_LOADED, downloads: ModelDownloads | None = None):
+        self.placement, self.capacity, self.downloads = placement, capacity, downloads
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._loading = threading.Lock()
 
     def get(self, key: str, spec: str) -> LoadedModel:
-        """The model for ``spec`` (anything :func:`resolve_model` accepts), loading it once."""
+        """The model for ``spec`` (anything :func:`resolve_model` accepts, or the S3 URI of a
+        result folder), loading it once."""
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
@@ -56,6 +60,12 @@ class ModelCache:
             with self._lock:
                 if key in self._models:
                     return self._models[key]
+            if uris.is_s3(spec):
+                if self.downloads is None:
+                    raise ValidationException(f"model {key} is stored on S3 ({spec}) and this server has no model cache")
+                with self._lock:
+                    in_use = list(self._models)
+                spec = str(self.downloads.local(key, spec, in_use))
             try:
                 source = resolve_model(spec)
                 model = load_model(source, device=self.placement.device)

@@ -161,7 +161,7 @@ def job_events(identifier: IdentifierPath, settings: SettingsDep, store: StoreDe
     return Response("".join(lines), media_type="application/x-ndjson")
 
 
-@router.get("/model-customization-jobs/{identifier:path}/checkpoints", response_model=JobCheckpoints)
+@router.get("/model-customization-jobs/{identifier:path}/checkpoints", response_model=JobCheckpoints, response_model_exclude_none=True)
 def job_checkpoints(identifier: IdentifierPath, store: StoreDep, session: SessionDep) -> dict:
     """tunesmith's addition: the job's checkpoints (botocore drops fields its model lacks)."""
     job = _job_or_404(store, session, identifier)

@@ -11,13 +11,22 @@ validationDetails -> dataProcessingDetails -> trainingDetails, each NotStarted -
 InProgress -> Completed (or Stopped / Failed with the job).
 
 The functions change a :class:`~tunesmith.service.store.Job` row in memory; the caller
-commits (:func:`claim` is an atomic UPDATE and commits itself). A job that has ended never
-changes again: its functions raise :class:`TransitionError`. The routes, the worker and the supervisor all go through them.
+commits (:func:`claim` and :func:`renew` are atomic UPDATEs and commit themselves). A job that
+has ended never changes again: its functions raise :class:`TransitionError`. The routes, the
+worker and the supervisor all go through them.
+
+Several servers may share one database. A claim records the node, the server and a lease; the
+server and the job's worker renew it every third of its length, and once it lapses (the server
+and its workers died, or lost the database) any server takes the job over: it resumes from
+the last checkpoint, as after a restart.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+from collections.abc import Collection
+from dataclasses import dataclass
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -53,6 +62,15 @@ class Phase(str, enum.Enum):
     TRAINING = "trainingDetails"
 
 
+@dataclass(frozen=True)
+class Claimant:
+    """A server claiming jobs: ``server_id`` on machine ``node``, holding each job for ``lease`` unless renewed."""
+
+    node: str
+    server_id: str
+    lease: dt.timedelta
+
+
 class TransitionError(Exception):
     """A transition the job's status does not allow (a caller's mistake or a lost race)."""
 
@@ -85,6 +103,11 @@ def _touch(job: Job) -> None:
     job.modified = utcnow()
 
 
+def _release(job: Job) -> None:
+    """No worker holds the job any more (a server may claim it again while it is active)."""
+    job.worker_pid = job.worker_node = job.server_id = job.lease_expires = None
+
+
 def _require_active(job: Job, what: str) -> None:
     """A job that already ended (Completed, Failed, Stopped) never changes again."""
     if job.status not in ACTIVE:
@@ -115,14 +138,16 @@ def request_stop(job: Job) -> None:
 
 def stopped(job: Job) -> None:
     _require_active(job, "stop")
-    job.status, job.ended, job.worker_pid = JobStatus.STOPPED.value, utcnow(), None
+    job.status, job.ended = JobStatus.STOPPED.value, utcnow()
+    _release(job)
     _finish_open_phases(job, PhaseStatus.STOPPED)
     _touch(job)
 
 
 def failed(job: Job, message: str) -> None:
     _require_active(job, "fail")
-    job.status, job.ended, job.worker_pid = JobStatus.FAILED.value, utcnow(), None
+    job.status, job.ended = JobStatus.FAILED.value, utcnow()
+    _release(job)
     job.failure_message = message[:MAX_FAILURE_MESSAGE]
     _finish_open_phases(job, PhaseStatus.FAILED, include_not_started=False)  # phases never reached stay NotStarted
     _touch(job)
@@ -130,20 +155,36 @@ def failed(job: Job, message: str) -> None:
 
 def completed(job: Job, model_arn: str) -> None:
     _require_active(job, "complete")
-    job.status, job.output_model_arn, job.ended, job.worker_pid = JobStatus.COMPLETED.value, model_arn, utcnow(), None
+    job.status, job.output_model_arn, job.ended = JobStatus.COMPLETED.value, model_arn, utcnow()
+    _release(job)
     _set_phases(job, {p: PhaseStatus.COMPLETED for p in Phase})
     _touch(job)
 
 
-def claim(session: Session, job: Job, pid: int, details: dict) -> bool:
-    """Give a queued job to the worker process ``pid``, atomically: False (nothing changed)
-    when the job stopped, or another claim won, since it was read."""
+def claim(session: Session, job: Job, pid: int, details: dict, by: Claimant) -> bool:
+    """Give a queued job to the worker process ``pid`` of ``by``, atomically: False (nothing
+    changed) when the job stopped, or another claim (any server's) won, since it was read."""
+    now = utcnow()
     claimed = session.execute(
         update(Job).where(Job.id == job.id, Job.status == JobStatus.IN_PROGRESS.value, Job.worker_pid.is_(None))
-        .values(worker_pid=pid, details=details, modified=utcnow()).execution_options(synchronize_session=False)
+        .values(worker_pid=pid, worker_node=by.node, server_id=by.server_id, lease_expires=now + by.lease, details=details,
+                modified=now).execution_options(synchronize_session=False)
     ).rowcount == 1
     session.commit()
     return claimed
+
+
+def renew(session: Session, job_ids: Collection[str], server_id: str, lease: dt.timedelta) -> int:
+    """Extend the leases ``server_id`` holds on ``job_ids``; returns how many it still holds
+    (fewer: a job ended, or another server took it over after the lease lapsed)."""
+    if not job_ids:
+        return 0
+    held = session.execute(
+        update(Job).where(Job.id.in_(list(job_ids)), Job.server_id == server_id, Job.status.in_(ACTIVE))
+        .values(lease_expires=utcnow() + lease).execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    return held
 
 
 def worker_started(job: Job, pid: int | None) -> None:
@@ -158,7 +199,7 @@ def worker_started(job: Job, pid: int | None) -> None:
 def requeued(job: Job) -> None:
     """The worker went away with a checkpoint behind it: the next worker resumes from it."""
     _require_active(job, "be queued again")
-    job.worker_pid = None
+    _release(job)
     _touch(job)
 
 

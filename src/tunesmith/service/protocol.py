@@ -221,6 +221,8 @@ class Empty(Response):
 class Checkpoint(Response):
     step: int
     path: str
+    s3Uri: str | None = None
+    """Where the checkpoint was uploaded, when the job's output is on S3."""
 
 
 class JobCheckpoints(Response):

@@ -6,6 +6,7 @@ a deployment ARN or name, or a custom model ARN or name.
 
 from __future__ import annotations
 
+import pathlib
 import time
 from typing import Annotated
 
@@ -33,14 +34,17 @@ ModelId = Annotated[str, Path(min_length=1, max_length=2048, pattern=PRINTABLE, 
 
 
 def model_spec(store: JobStore, model_id: str) -> tuple[str, str]:
-    """(cache key, spec for resolve_model) of a runtime model id."""
+    """(cache key, spec for :meth:`ModelCache.get`) of a runtime model id. A custom model is its
+    folder when this host has it, else the S3 URI its worker uploaded it to (``details.modelUri``)."""
     with store.session() as session:
         deployment = store.deployment(session, model_id)
         model = store.model(session, deployment.model_arn if deployment else model_id)
         if model is not None:
             if model.status != "Active" or not model.folder:
                 raise ValidationException(f"model {model.name} is {model.status}; it cannot be invoked")
-            return model.arn, model.folder
+            stored = (model.details or {}).get("modelUri")
+            here = (pathlib.Path(model.folder) / "manifest.json").is_file()
+            return model.arn, stored if stored and not here else model.folder
         if deployment is not None:
             raise ResourceNotFoundException(f"deployment {model_id} points to a model that no longer exists")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,6 +10,9 @@ from tunesmith.service.observability import LOG_LEVELS
 from tunesmith.service.protocol import MAX_BODY_BYTES
 
 DEFAULT_REGION = "us-east-1"
+DATABASE_URL_VARIABLE = "TUNESMITH_DATABASE_URL"
+"""Where workers (and ``tunesmith serve``) find the database URL: never on a command line, which ``ps`` shows."""
+DEFAULT_LEASE_SECONDS = 30.0
 
 
 @dataclass
@@ -16,7 +20,8 @@ class ServiceSettings:
     home: Path
     """Jobs' working folders, the trained models and (by default) the database."""
     database_url: str | None = None
-    """Any SQLAlchemy URL; SQLite under ``home`` by default."""
+    """Any SQLAlchemy URL; SQLite under ``home`` by default. Servers sharing a PostgreSQL database
+    (and a ``home`` on a shared filesystem, where checkpoints are) share its jobs."""
     allowed_roots: list[str] = field(default_factory=list)
     """Local folders requests may read from and write to (``home`` is always allowed)."""
     concurrency: int = 1
@@ -41,6 +46,13 @@ class ServiceSettings:
     """Where the runtime API's models run (``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``)."""
     log_level: str = "info"
     """How much the server and its workers log (``debug``, ``info``, ``warning``, ``error``)."""
+    node_name: str = field(default_factory=socket.gethostname)
+    """This machine, in job claims: a worker's pid is only checked by servers on the same node."""
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    """How long a claimed job stays claimed without a renewal (renewed every third of it); then
+    another server sharing the database takes it over."""
+    model_cache_gb: float = 20.0
+    """The most disk that custom models downloaded from S3 for the runtime API take (``HOME/model-cache``)."""
 
     def __post_init__(self) -> None:
         self.home = Path(self.home)
@@ -56,5 +68,9 @@ class ServiceSettings:
             raise ValueError("devices must name at least one device (or be None: chosen at start)")
         if self.save_every is not None and self.save_every < 1:
             raise ValueError(f"save_every must be at least 1, got {self.save_every}")
+        if not self.model_cache_gb > 0:
+            raise ValueError(f"model_cache_gb must be more than 0, got {self.model_cache_gb}")
+        if self.lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive, got {self.lease_seconds}")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got '{self.log_level}'")

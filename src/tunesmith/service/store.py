@@ -1,7 +1,9 @@
 """Jobs and custom models, persisted with SQLAlchemy.
 
 The embedded default is SQLite in WAL mode under the service home (the API process and its
-worker processes share it); any SQLAlchemy URL, PostgreSQL included, works instead.
+worker processes share it); PostgreSQL (``pip install 'tunesmith[postgres]'``, a
+``postgresql+psycopg://`` URL) lets several servers share one database. The schema is
+migrated with Alembic (:mod:`tunesmith.service.migrations`) when the store opens.
 Uniqueness (one job per name, one model per name, one job per client token) is enforced by
 the database, so concurrent creates of the same name have exactly one winner.
 """
@@ -13,8 +15,12 @@ import secrets
 import string
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text, create_engine, event, inspect, select, text
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text, create_engine, event, select, text
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from tunesmith.errors import TunesmithError
+from tunesmith.service.observability import safe_database_url
 
 if TYPE_CHECKING:
     from tunesmith.service.spec import JobSpec
@@ -73,6 +79,12 @@ class Job(Base):
     ended: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     details: Mapped[dict | None] = mapped_column(JSON, nullable=True, default=dict)
     """What the run reported: the plan's warnings, the training plan."""
+    worker_node: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    """The machine (``--node-name``) whose worker holds the job; only servers there check ``worker_pid``."""
+    server_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The server that claimed the job; it and its worker renew the lease."""
+    lease_expires: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """Once past, any server may take the job over (resume it from its checkpoint)."""
 
     @property
     def spec(self) -> JobSpec:
@@ -125,21 +137,38 @@ def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
 @event.listens_for(Job, "load")
 @event.listens_for(CustomModel, "load")
 @event.listens_for(Deployment, "load")
-def _restore_zones(target: Any, context: Any) -> None:
-    for name in ("created", "modified", "ended"):
-        if hasattr(target, name):
+@event.listens_for(Job, "refresh")
+@event.listens_for(CustomModel, "refresh")
+@event.listens_for(Deployment, "refresh")
+def _restore_zones(target: Any, context: Any, attributes: Any = None) -> None:
+    for name in ("created", "modified", "ended", "lease_expires"):
+        if hasattr(target, name) and name in target.__dict__:  # loaded (a refresh may load only some)
             setattr(target, name, _as_utc(getattr(target, name)))
 
 
-class JobStore:
-    """Sessions on one database; ``url`` defaults to SQLite under the service home."""
+class StoreError(TunesmithError):
+    """The database cannot be opened: a URL SQLAlchemy cannot read, a driver not installed, a server not reachable."""
 
-    def __init__(self, url: str):
+
+class JobStore:
+    """Sessions on one database, its schema migrated to the newest revision unless ``migrate`` is
+    False (workers: their server migrated it before starting them)."""
+
+    def __init__(self, url: str, migrate: bool = True):
         self.url = url
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-        self.engine = create_engine(url, **kwargs)
+        elif url.startswith("postgresql"):
+            kwargs["connect_args"] = {"connect_timeout": 10}  # an unreachable host fails in seconds, not minutes
+        try:
+            self.engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"), **kwargs)
+        except (NoSuchModuleError, ImportError) as exc:  # an unknown dialect, a driver not installed
+            hint = " (pip install 'tunesmith[postgres]')" if isinstance(exc, ImportError) and url.startswith("postgresql") else ""
+            raise StoreError(f"database URL {safe_database_url(url)}: {_reason(exc)}{hint}") from None
+        except ArgumentError:  # not echoed: it may hold a password
+            raise StoreError("the database URL is not one SQLAlchemy reads: expected dialect+driver://user:password@host/database, "
+                             "e.g. postgresql+psycopg://tunesmith@db/tunesmith or sqlite:////srv/tunesmith.db") from None
         if url.startswith("sqlite"):
             @event.listens_for(self.engine, "connect")
             def _sqlite_pragmas(connection, record):  # WAL: readers never block the writer
@@ -147,19 +176,14 @@ class JobStore:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA busy_timeout=30000")
                 cursor.close()
-        Base.metadata.create_all(self.engine)
-        self._add_missing_columns()
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if migrate:
+            from tunesmith.service import migrations
 
-    def _add_missing_columns(self) -> None:
-        """Columns added since the first release, added in place to an older database.
-        (Schema migrations proper, with Alembic, are planned; this covers the column and index so far.)"""
-        columns = {c["name"] for c in inspect(self.engine).get_columns("jobs")}
-        if "details" not in columns:
-            with self.engine.begin() as connection:
-                connection.execute(text("ALTER TABLE jobs ADD COLUMN details JSON"))
-        for index in Job.__table__.indexes:
-            index.create(self.engine, checkfirst=True)
+            try:
+                migrations.upgrade(self.engine)
+            except OperationalError as exc:
+                raise StoreError(f"cannot open the database {safe_database_url(url)}: {_reason(exc.orig or exc)}") from None
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> Session:
         return self.sessions()
@@ -176,3 +200,9 @@ class JobStore:
     def deployment(self, session: Session, identifier: str) -> Deployment | None:
         column = Deployment.arn if identifier.startswith("arn:") else Deployment.name
         return session.scalar(select(Deployment).where(column == identifier))
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of the driver's message (psycopg's carry hints on further lines)."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    return lines[0]

@@ -41,10 +41,17 @@ def check_uri(uri: str, allowed_roots: list[str]) -> str | None:
     return None
 
 
-def _s3():
+def s3_client():
+    """A boto3 S3 client; boto3 reads the endpoint (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``) itself."""
     import boto3
 
     return boto3.client("s3")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """(bucket, key) of ``s3://bucket/key`` (the key without leading or trailing slashes)."""
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.strip("/")
 
 
 def fetch(uri: str, folder: Path, name: str) -> Path:
@@ -57,7 +64,7 @@ def fetch(uri: str, folder: Path, name: str) -> Path:
     parsed = urlparse(uri)
     target = folder / name
     folder.mkdir(parents=True, exist_ok=True)
-    _s3().download_file(parsed.netloc, parsed.path.lstrip("/"), str(target))
+    s3_client().download_file(parsed.netloc, parsed.path.lstrip("/"), str(target))
     return target
 
 
@@ -66,7 +73,7 @@ def publish(source: Path, uri: str, relative: str) -> str:
     if is_s3(uri):
         parsed = urlparse(uri)
         key = "/".join(p for p in (parsed.path.strip("/"), relative) if p)
-        _s3().upload_file(str(source), parsed.netloc, key)
+        s3_client().upload_file(str(source), parsed.netloc, key)
         return f"s3://{parsed.netloc}/{key}"
     target = local_path(uri) / relative
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,9 @@
 """One job, run in its own process: fetch and validate the data, train, publish the outputs.
 
-``python -m tunesmith.service.worker --home H --database URL --job ID [--device D] [--save-every N]``
-is started by the supervisor. The process owns the job's row while it runs: it moves the
+``python -m tunesmith.service.worker --home H --job ID [--device D] [--save-every N] [--lease-seconds S]``
+is started by the supervisor, with the database URL in ``TUNESMITH_DATABASE_URL`` (never on the
+command line, which ``ps`` shows to every user); it renews the job's lease while it runs
+(:mod:`~tunesmith.service.heartbeat`). The process owns the job's row while it runs: it moves the
 phases along (validation -> data processing -> training) through
 :mod:`~tunesmith.service.lifecycle`, writes the latest training loss after every step,
 honours a stop request between micro-batches, and on success registers the custom model.
@@ -16,6 +18,7 @@ exit (they report nothing; a stop reaches them through the training loop).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -26,14 +29,16 @@ from pathlib import Path
 from tunesmith import guide
 from tunesmith.datasets import DatasetKind, validate_dataset
 from tunesmith.devices import resolve_device
-from tunesmith.service import lifecycle, uris, wire
+from tunesmith.service import artifacts, lifecycle, uris, wire
+from tunesmith.service.heartbeat import LeaseHeartbeat
 from tunesmith.service.layout import JobFolder
 from tunesmith.service.lifecycle import Phase, TransitionError
 from tunesmith.service.observability import LOG_LEVELS, configure_logging
+from tunesmith.service.settings import DATABASE_URL_VARIABLE
 from tunesmith.service.spec import JobSpec
 from tunesmith.service.store import CustomModel, Job, JobStore, new_id
 from tunesmith.training import RunResult, StepInfo, TrainConfig, TrainingRun, distributed, finetune
-from tunesmith.training.checkpoints import latest_checkpoint, list_checkpoints
+from tunesmith.training.checkpoints import checkpoint_path, latest_checkpoint, list_checkpoints
 from tunesmith.training.distributed import world_from_environment
 from tunesmith.training.metrics import EVENTS, TRAINING_CSV, VALIDATION_CSV
 
@@ -55,6 +60,9 @@ class JobWorker:
         self.world = world_from_environment()
         self._last_poll, self._stop_seen, self._handed_off = 0.0, False, False
         self.run: TrainingRun | None = None
+        self.uploader: artifacts.CheckpointUploader | None = None
+        """Sends checkpoints to S3 when the job's output is there (rank 0 only)."""
+        self.model_uri: str | None = None
 
     # -- the job's row ----------------------------------------------------------------------
     def change(self, apply: Callable[[Job], None]) -> Job:
@@ -132,7 +140,9 @@ class JobWorker:
                 return
             kind, validation = DatasetKind.FINE_TUNING, []
 
-        config = self._train_config(spec, training, validation, kind, resume=latest_checkpoint(self.folder.run) is not None)
+        self._start_uploads(spec)
+        resume = latest_checkpoint(self.folder.run) is not None or self._fetch_checkpoint()
+        config = self._train_config(spec, training, validation, kind, resume=resume)
         if self.world.distributed:
             self._hand_off(config)
         result = finetune(config, on_step=self._on_step, stop=self.stop_requested, on_start=self._on_start)
@@ -185,6 +195,10 @@ class JobWorker:
         self.change(start)
 
     def _after_stop(self, result: RunResult) -> None:
+        try:  # the stop's checkpoint too: another host may resume the job
+            self._finish_uploads()
+        except JobFailed as exc:  # the checkpoint is still here, for this host to resume from
+            log.warning("job %s: %s", self.job_id, exc)
         checkpoints = self._checkpoints()
         if self.job().stop_requested:  # StopModelCustomizationJob
             def stop(job: Job) -> None:
@@ -217,6 +231,11 @@ class JobWorker:
         return self.folder.synthesis / SYNTHETIC
 
     def _on_step(self, info: StepInfo) -> None:
+        if self.uploader is not None:
+            try:
+                self.uploader.offer()  # the checkpoint this step wrote, if any, starts uploading
+            except artifacts.ArtifactError as exc:
+                raise JobFailed(str(exc)) from exc
         checkpoints = self._checkpoints()
         validation = [row[2] for row in self.run.state.history["validation"]] if self.run else []
 
@@ -230,9 +249,45 @@ class JobWorker:
         self.change(record)
 
     def _checkpoints(self) -> list[dict]:
-        return [{"step": int(p.name.split("-")[1]), "path": str(p)} for p in list_checkpoints(self.folder.run)]
+        uploaded = self.uploader.uploaded if self.uploader is not None else {}
+        return [{"step": int(p.name.split("-")[1]), "path": str(p), **({"s3Uri": uploaded[p.name]} if p.name in uploaded else {})}
+                for p in list_checkpoints(self.folder.run)]
+
+    # -- artifacts on S3 --------------------------------------------------------------------
+    def _start_uploads(self, spec: JobSpec) -> None:
+        if uris.is_s3(spec.output_uri):
+            self.uploader = artifacts.CheckpointUploader(self.folder.run, artifacts.job_prefix(spec.output_uri, self.job_id))
+
+    def _fetch_checkpoint(self) -> bool:
+        """This host has no checkpoint of the job: the newest one on S3 (another host ran the
+        job before), if the output is there and holds one; True if one came."""
+        if self.uploader is None:
+            return False
+        prefix = self.uploader.prefix_uri
+        try:
+            step = artifacts.download_latest_checkpoint(prefix, self.folder.run)
+        except artifacts.ArtifactError as exc:
+            raise JobFailed(str(exc)) from exc
+        if step is None:
+            return False
+        self.uploader.already_uploaded(checkpoint_path(self.folder.run, step))
+        log.info("job %s: no local checkpoint; downloaded step %d from %s", self.job_id, step, prefix)
+        return True
+
+    def _finish_uploads(self) -> None:
+        if self.uploader is not None:
+            try:
+                self.uploader.finish()
+            except artifacts.ArtifactError as exc:
+                raise JobFailed(str(exc)) from exc
 
     def _publish(self, spec: JobSpec) -> None:
+        if uris.is_s3(spec.output_uri):  # the trained model, for any host to serve
+            self._finish_uploads()
+            try:
+                self.model_uri = artifacts.upload_result(self.folder.run, artifacts.job_prefix(spec.output_uri, self.job_id))
+            except artifacts.ArtifactError as exc:
+                raise JobFailed(str(exc)) from exc
         prefix = f"model-customization-job-{self.job_id}"
         for relative in (TRAINING_CSV, VALIDATION_CSV, EVENTS, Path("manifest.json"), Path("loss_curve.png")):
             source = self.folder.run / relative
@@ -252,7 +307,7 @@ class JobWorker:
             session.add(CustomModel(
                 id=model_id, arn=arn, name=job.output_model_name, job_arn=job.arn, job_name=job.name,
                 base_model_arn=job.base_model_arn, customization_type=job.customization_type, status="Active",
-                folder=str(self.folder.run), details={"result": manifest["result"]},
+                folder=str(self.folder.run), details={"result": manifest["result"], **({"modelUri": self.model_uri} if self.model_uri else {})},
             ))
             job.checkpoints = self._checkpoints()
             job.validation_losses = [row[2] for row in result.state.history["validation"]]
@@ -266,14 +321,19 @@ class JobWorker:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run one tunesmith customization job.")
     parser.add_argument("--home", required=True)
-    parser.add_argument("--database", required=True)
     parser.add_argument("--job", required=True)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (the supervisor sets CUDA_VISIBLE_DEVICES).")
     parser.add_argument("--save-every", type=int, default=None, help="Also checkpoint every N optimizer steps.")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="What goes to the job's log (stderr).")
+    parser.add_argument("--lease-seconds", type=float, default=None, help="Renew the job's lease every third of this (the server's).")
     args = parser.parse_args()
+    url = os.environ.get(DATABASE_URL_VARIABLE)  # not an argument: a password there would show in `ps`
+    if not url:
+        parser.error(f"{DATABASE_URL_VARIABLE} is not set: the supervisor passes the database URL there")
     configure_logging(args.log_level)
-    JobWorker(JobStore(args.database), Path(args.home), args.job, args.save_every, args.device).execute()
+    store = JobStore(url, migrate=False)  # the server migrated it before starting this worker
+    with LeaseHeartbeat(store, args.job, args.lease_seconds) if args.lease_seconds else contextlib.nullcontext():
+        JobWorker(store, Path(args.home), args.job, args.save_every, args.device).execute()
 
 
 if __name__ == "__main__":
