@@ -13,8 +13,6 @@ is replaced only when it holds an earlier export (``export.json``).
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from tunesmith.export.gguf_writer import check_architecture, write_gguf
 from tunesmith.export.model_card import model_card
 from tunesmith.export.modelfile import common_system_prompt, modelfile, read_chat_template
 from tunesmith.export.run_folder import RunFolder
-from tunesmith.files import file_sha256
+from tunesmith.files import file_sha256, staged_folder
 
 FORMATS = ("gguf",)
 QUANTIZE = ("f16", "q8_0")
@@ -81,9 +79,7 @@ def export_run(config: ExportConfig) -> dict[str, Any]:
     _check_output(output)
     model, tokenizer, merged_from = run.load_merged()
     model = model.to(getattr(torch, run.dtype_name))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
+    with staged_folder(output) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         summary = write_gguf(model, tokenizer, staging / "model.gguf", config.quantize, config.name)
@@ -106,12 +102,6 @@ def export_run(config: ExportConfig) -> dict[str, Any]:
         }
         (staging / "README.md").write_text(model_card(run.manifest, record, config.name))
         (staging / "export.json").write_text(json.dumps(record, indent=2, ensure_ascii=False))
-        if output.exists():
-            shutil.rmtree(output)
-        staging.rename(output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return record
 
 

