@@ -85,6 +85,20 @@ def isolated_home(tmp_path, monkeypatch):
         monkeypatch.delenv(variable, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def tunesmith_logging():
+    """A test that runs ``serve`` in-process (its logging set-up stops propagation) leaves the
+    ``tunesmith`` logger as it found it, so later tests' caplog still sees its records."""
+    import logging
+
+    logger = logging.getLogger("tunesmith")
+    saved = logger.level, logger.propagate, list(logger.handlers)
+    yield
+    logger.setLevel(saved[0])
+    logger.propagate = saved[1]
+    logger.handlers[:] = saved[2]
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """One PostgreSQL server for the session (skipped, with the reason, where none is installed)."""

@@ -13,8 +13,8 @@ from conftest import arithmetic, write_jsonl
 from service_harness import ApiOnlyServer, Server, wait_for
 from tunesmith import devices
 from tunesmith.devices import DeviceError
-from tunesmith.service import supervisor as supervisor_module
 from tunesmith.service.device_pool import DevicePool, parse_devices, visible_devices
+from tunesmith.service.executors import local as local_executor
 
 ROLE = "arn:aws:iam::123456789012:role/tunesmith"
 
@@ -188,7 +188,7 @@ class FakeProcess:
 @pytest.fixture
 def fake_workers(monkeypatch):
     FakeProcess.started = []
-    monkeypatch.setattr(supervisor_module.subprocess, "Popen", FakeProcess)
+    monkeypatch.setattr(local_executor.subprocess, "Popen", FakeProcess)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return FakeProcess.started
 

@@ -179,12 +179,12 @@ class FakeWorker:
 
 
 def test_supervisor_logs_created_started_and_a_worker_that_died(api, monkeypatch, caplog):
-    from tunesmith.service import supervisor as supervisor_module
+    from tunesmith.service.executors import local as local_executor
 
     server, folder = api
     caplog.set_level(logging.INFO, logger="tunesmith")
     FakeWorker.started = []
-    monkeypatch.setattr(supervisor_module.subprocess, "Popen", FakeWorker)
+    monkeypatch.setattr(local_executor.subprocess, "Popen", FakeWorker)
     create(server.client(), folder, "doomed")
     supervisor = server.app.state.supervisor
     supervisor.tick()

@@ -93,9 +93,9 @@ def test_a_database_from_before_migrations_upgrades_in_place_keeping_every_row(t
     assert detail["validationDataConfig"] == {"validators": [{"s3Uri": "/data/v.jsonl"}]}
     assert store.job(store.session(), "old-job").spec.tier == "micro"
     indexes = {i["name"] for i in inspect(store.engine).get_indexes("jobs")}
-    assert "uq_jobs_active_model_name" in indexes
+    assert {"uq_jobs_active_model_name", "ix_jobs_created_id", "ix_jobs_status_created_id"} <= indexes
     with store.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
     store.engine.dispose()
     JobStore(f"sqlite:///{tmp_path / 'old.db'}")  # opening again changes nothing
 
@@ -230,8 +230,8 @@ def test_a_restarted_server_checks_only_its_own_nodes_pids(tmp_path, database_ur
 
 
 def test_the_worker_gets_the_database_url_from_the_environment_not_its_command_line(tmp_path):
+    from tunesmith.service.executors.local import worker_command
     from tunesmith.service.settings import ServiceSettings
-    from tunesmith.service.supervisor import worker_command
 
     url = "postgresql+psycopg://tune:hunter2@db.internal:5432/jobs"
     settings = ServiceSettings(home=tmp_path / "home", database_url=url, devices=["cpu"])

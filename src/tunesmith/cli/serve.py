@@ -28,8 +28,17 @@ from tunesmith.service.settings import DATABASE_URL_VARIABLE, DEFAULT_LEASE_SECO
 @click.option("--lease-seconds", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_LEASE_SECONDS, show_default=True,
               envvar="TUNESMITH_LEASE_SECONDS", help="A job whose server stops renewing its lease for this long is taken over "
               "by another server sharing the database (resumed from its last checkpoint).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where jobs train: local worker processes on this machine, or tasks on a Ray cluster (tunesmith[ray]).")
+@click.option("--ray-address", envvar="RAY_ADDRESS", show_envvar=True, metavar="ADDRESS",
+              help="With --executor ray: auto (the cluster `ray start` runs here), HOST:PORT, ray://HOST:10001, or local "
+              "(a private Ray instance started by the server).")
+@click.option("--ray-cpus-per-job", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="With --executor ray: the CPUs each job's task asks for (GPUs: the job's tunesmithConfig.devices, when the "
+              "cluster has GPUs).")
 @click.option("--allow-path", "allowed", multiple=True, type=click.Path(path_type=str), help="A local folder jobs may read data from and write outputs to (repeatable).")
-@click.option("--concurrency", type=click.IntRange(1), help="Jobs trained at once (default: one per CUDA device in --devices, else 1).")
+@click.option("--concurrency", type=click.IntRange(1), help="Jobs trained at once (default: one per CUDA device in --devices, else 1; "
+              "with --executor ray, as many as the cluster's GPUs, else its CPUs, fit).")
 @click.option("--devices", "devices_text", default="auto", show_default=True, metavar="DEVICES",
               help="What jobs train on: auto (every CUDA device, else MPS, else the CPU), cpu, mps, cuda, or CUDA devices "
               "such as cuda:0,cuda:1. Each worker sees its job's devices through CUDA_VISIBLE_DEVICES; one per job unless "
@@ -46,7 +55,8 @@ from tunesmith.service.settings import DATABASE_URL_VARIABLE, DEFAULT_LEASE_SECO
               help="What the server logs to stderr: info has one access line per request and each job's lifecycle; "
               "debug adds more. Workers log to their job's log file at the same level.")
 def serve(host: str, port: int, home_dir: str | None, database: str | None, database_url_file: Path | None, node_name: str | None,
-          lease_seconds: float, allowed: tuple[str, ...], concurrency: int | None,
+          lease_seconds: float, executor: str, ray_address: str | None, ray_cpus_per_job: float,
+          allowed: tuple[str, ...], concurrency: int | None,
           devices_text: str, device: str, credential_items: tuple[str, ...], region: str, allow_unsigned_payload: bool,
           save_every: int | None, model_cache_gb: float, log_level: str) -> None:
     """Serve Bedrock's model-customization and runtime APIs; jobs train in worker processes.
@@ -60,6 +70,7 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, data
     from tunesmith.service.app import create_app
     from tunesmith.service.auth import parse_credentials
     from tunesmith.service.device_pool import DevicePool, parse_devices
+    from tunesmith.service.executors import make_executor
     from tunesmith.service.observability import configure_logging, safe_database_url
     from tunesmith.service.settings import ServiceSettings
 
@@ -71,6 +82,8 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, data
         click.echo(f"warning: serving on {host} without --credentials: anyone who reaches the port can use it", err=True)
 
     database = database_url(database, database_url_file)
+    if executor == "ray" and not ray_address:
+        fail("--executor ray needs --ray-address (or RAY_ADDRESS): auto, HOST:PORT, ray://HOST:10001 or local", 2)
     with user_errors():
         devices = parse_devices(devices_text)
         pool = DevicePool(devices)
@@ -80,13 +93,18 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, data
             concurrency=concurrency or (len(devices) if pool.exclusive else 1), devices=devices, device=device,
             credentials=credentials, region=region, allow_unsigned_payload=allow_unsigned_payload, save_every=save_every,
             log_level=log_level, model_cache_gb=model_cache_gb, lease_seconds=lease_seconds,
+            executor=executor, ray_address=ray_address, ray_cpus_per_job=ray_cpus_per_job,
             **({"node_name": node_name} if node_name else {}),
         )
         configure_logging(log_level)
-        app = create_app(settings)
+        runner = make_executor(settings)
+        if executor == "ray" and concurrency is None:
+            settings.concurrency = runner.default_concurrency()
+        app = create_app(settings, runner)
+    where = f"Ray cluster {ray_address}" if executor == "ray" else ", ".join(settings.devices)
     log = logging.getLogger("tunesmith.service")
-    log.info("tunesmith serve on http://%s:%d: home %s, database %s, %d worker(s) on %s, signatures %s", host, port, settings.home,
-             safe_database_url(settings.database_url), settings.concurrency, ", ".join(settings.devices),
+    log.info("tunesmith serve on http://%s:%d: home %s, database %s, %d job(s) at once on %s, signatures %s", host, port,
+             settings.home, safe_database_url(settings.database_url), settings.concurrency, where,
              f"required ({len(credentials)} access key(s))" if credentials else "off")
     # Our access lines replace uvicorn's (they have the duration and the route); uvicorn's own
     # start-up and error lines follow --log-level too.

@@ -36,6 +36,7 @@ from tunesmith.service.auth import SigV4Middleware
 from tunesmith.service.body_limit import BodyLimitMiddleware
 from tunesmith.service.docs import install_docs
 from tunesmith.service.errors import install_handlers
+from tunesmith.service.executors import Executor
 from tunesmith.service.inference import ModelCache
 from tunesmith.service.metrics import ServiceMetrics, router as metrics_router
 from tunesmith.service.model_downloads import GB, ModelDownloads
@@ -47,9 +48,10 @@ from tunesmith.service.supervisor import Supervisor
 __all__ = ["ServiceSettings", "create_app"]
 
 
-def create_app(settings: ServiceSettings) -> FastAPI:
+def create_app(settings: ServiceSettings, executor: Executor | None = None) -> FastAPI:
+    """The app; its jobs run where ``executor`` says (default: the one ``settings.executor`` names)."""
     store = JobStore(settings.database_url)
-    supervisor = Supervisor(store, settings)
+    supervisor = Supervisor(store, settings, executor)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -174,6 +174,18 @@ def claim(session: Session, job: Job, pid: int, details: dict, by: Claimant) -> 
     return claimed
 
 
+LAUNCHING_PID = 0
+"""The ``worker_pid`` of a job claimed while its worker starts (no process has that pid)."""
+
+
+def launched(session: Session, job_id: str, pid: int) -> None:
+    """Record the pid of the worker just started for a job claimed with :data:`LAUNCHING_PID`
+    (unless the worker already recorded its own, or the job ended meanwhile)."""
+    session.execute(update(Job).where(Job.id == job_id, Job.worker_pid == LAUNCHING_PID).values(worker_pid=pid)
+                    .execution_options(synchronize_session=False))
+    session.commit()
+
+
 def renew(session: Session, job_ids: Collection[str], server_id: str, lease: dt.timedelta) -> int:
     """Extend the leases ``server_id`` holds on ``job_ids``; returns how many it still holds
     (fewer: a job ended, or another server took it over after the lease lapsed)."""

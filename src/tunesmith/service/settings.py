@@ -53,6 +53,14 @@ class ServiceSettings:
     another server sharing the database takes it over."""
     model_cache_gb: float = 20.0
     """The most disk that custom models downloaded from S3 for the runtime API take (``HOME/model-cache``)."""
+    executor: str = "local"
+    """Where workers run (:mod:`tunesmith.service.executors`): ``local`` processes on this machine,
+    or ``ray`` tasks on the Ray cluster at ``ray_address``."""
+    ray_address: str | None = None
+    """With ``executor="ray"``: ``auto`` (the cluster ``ray start`` runs on this machine, or ``RAY_ADDRESS``),
+    ``HOST:PORT``, ``ray://HOST:10001``, or ``local`` (a private Ray instance started by the server)."""
+    ray_cpus_per_job: float = 1.0
+    """With ``executor="ray"``: the CPUs each job's task asks Ray for (and its torch threads)."""
 
     def __post_init__(self) -> None:
         self.home = Path(self.home)
@@ -72,5 +80,11 @@ class ServiceSettings:
             raise ValueError(f"model_cache_gb must be more than 0, got {self.model_cache_gb}")
         if self.lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, got {self.lease_seconds}")
+        if self.executor not in ("local", "ray"):
+            raise ValueError(f"executor must be local or ray, got '{self.executor}'")
+        if self.executor == "ray" and not self.ray_address:
+            raise ValueError("the ray executor needs a Ray address (auto, HOST:PORT, ray://HOST:10001 or local)")
+        if not self.ray_cpus_per_job > 0:
+            raise ValueError(f"ray_cpus_per_job must be more than 0, got {self.ray_cpus_per_job}")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got '{self.log_level}'")

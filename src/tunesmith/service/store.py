@@ -51,6 +51,9 @@ class Job(Base):
         # One active job per custom model name, enforced by the database: concurrent creates
         # with different job names and one model name have exactly one winner.
         Index("uq_jobs_active_model_name", "output_model_name", unique=True, sqlite_where=ACTIVE_JOB, postgresql_where=ACTIVE_JOB),
+        # List pages (newest first, keyset on creation time and id) and the supervisor's queue (by status, oldest first)
+        Index("ix_jobs_created_id", "created", "id"),
+        Index("ix_jobs_status_created_id", "status", "created", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(12), primary_key=True)
@@ -97,6 +100,7 @@ class Job(Base):
 
 class CustomModel(Base):
     __tablename__ = "custom_models"
+    __table_args__ = (Index("ix_custom_models_created_id", "created", "id"),)  # List pages
 
     id: Mapped[str] = mapped_column(String(12), primary_key=True)
     arn: Mapped[str] = mapped_column(String(1011), unique=True)
@@ -156,7 +160,9 @@ class JobStore:
 
     def __init__(self, url: str, migrate: bool = True):
         self.url = url
-        kwargs: dict[str, Any] = {}
+        # The API answers on up to 40 threads (FastAPI's threadpool) and the supervisor on one more:
+        # enough connections that none waits for another's (SQLAlchemy's default is 5 + 10 overflow).
+        kwargs: dict[str, Any] = {"pool_size": 20, "max_overflow": 30}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         elif url.startswith("postgresql"):

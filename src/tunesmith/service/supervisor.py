@@ -1,11 +1,12 @@
-"""Starts worker processes for queued jobs and recovers jobs a crash or restart interrupted.
+"""Starts workers for queued jobs, watches them, and recovers jobs a crash or restart interrupted.
 
 Workers are separate processes, so a job that crashes or is killed cannot take the API
-down. Each worker gets the devices its job holds through ``CUDA_VISIBLE_DEVICES``
-(:mod:`tunesmith.service.device_pool`); a job with several devices runs its worker under
-torchrun, one rank per device. At start-up, a job whose worker is gone is resumed from its
-last checkpoint (or failed with a message saying why, when it has none); a job that was
-stopping is stopped. Every status change goes through :mod:`tunesmith.service.lifecycle`.
+down. Where they run is the executor's business (:mod:`tunesmith.service.executors`): on this
+machine with the devices of ``--devices`` (the default), or as tasks on a Ray cluster. At
+start-up, a job whose worker is gone is resumed from its last checkpoint (or failed with a
+message saying why, when it has none); a job that was stopping is stopped. A worker whose
+host went away under it (a Ray worker or node died) is resumed the same way, at most
+``MAX_ATTEMPTS`` times in all. Every status change goes through :mod:`tunesmith.service.lifecycle`.
 
 Several servers may share one PostgreSQL database (and a ``home`` on a shared filesystem).
 Each claims queued jobs atomically and holds them under a lease it renews with its workers; a
@@ -23,18 +24,16 @@ import datetime as dt
 import logging
 import os
 import secrets
-import subprocess
-import sys
 import threading
 import time
 
 from sqlalchemy import or_, select
 
 from tunesmith.service import lifecycle
-from tunesmith.service.device_pool import DevicePool, visible_devices
+from tunesmith.service.executors import Executor, WorkerHandle, make_executor
 from tunesmith.service.layout import JobFolder
 from tunesmith.service.lifecycle import JobStatus
-from tunesmith.service.settings import DATABASE_URL_VARIABLE, ServiceSettings
+from tunesmith.service.settings import ServiceSettings
 from tunesmith.service.store import Job, JobStore, utcnow
 from tunesmith.training.checkpoints import latest_checkpoint
 
@@ -42,35 +41,12 @@ log = logging.getLogger("tunesmith.service.jobs")
 POLL_SECONDS = 0.5
 NO_CHECKPOINT = ("the worker process stopped before the first checkpoint (server restart or crash); "
                  "nothing could be resumed: create the job again")
+QUEUE_SLACK = 8
+"""Queued jobs read per round beyond the free slots (some may be skipped: bad device counts, being reaped)."""
+MAX_ATTEMPTS = 4
+"""A job whose worker's host went away is resumed from its checkpoint until it has started this many times."""
 NO_CHECKPOINT_LAPSED = ("the server running the job stopped renewing its lease (it died or lost the database) before "
                         "the first checkpoint; nothing could be resumed: create the job again")
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid or pid <= 0:  # os.kill(-1, 0) would ask about every process
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child is not alive
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def worker_command(settings: ServiceSettings, job_id: str, device: str = "auto", ranks: int = 1) -> list[str]:
-    """The worker's command line: one process, or ``ranks`` ranks under torchrun (its agent
-    is the process the supervisor watches; ``--standalone`` picks a free rendezvous port)."""
-    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] if ranks > 1 else []
-    command = [sys.executable, *launcher, "-m", "tunesmith.service.worker", "--home", str(settings.home), "--job", job_id,
-               "--log-level", settings.log_level, "--lease-seconds", str(settings.lease_seconds), "--device", device]
-    if settings.save_every:
-        command += ["--save-every", str(settings.save_every)]
-    return command
 
 
 def first_line(message: str | None) -> str:
@@ -101,10 +77,12 @@ def held_devices(job: Job) -> list[str]:
 
 
 class Supervisor:
-    def __init__(self, store: JobStore, settings: ServiceSettings):
+    def __init__(self, store: JobStore, settings: ServiceSettings, executor: Executor | None = None):
         self.store, self.settings = store, settings
-        self.pool = DevicePool(settings.devices)
-        self.children: dict[str, subprocess.Popen] = {}
+        self.executor = executor if executor is not None else make_executor(settings)
+        self.children: dict[str, WorkerHandle] = {}
+        self._attempts: dict[str, int] = {}
+        """Each child's job's attempts when it was claimed: more once its worker began."""
         self.claimant = lifecycle.Claimant(settings.node_name, f"{os.getpid()}-{secrets.token_hex(6)}",
                                            dt.timedelta(seconds=settings.lease_seconds))
         self._renewed = time.monotonic()
@@ -120,7 +98,7 @@ class Supervisor:
         """At start: this node's jobs whose worker is gone are resumed, stopped or failed now (their lease need not lapse)."""
         with self.store.session() as session:
             for job in session.scalars(self._claimed_here()).all():
-                if pid_alive(job.worker_pid):
+                if self.executor.alive(job):
                     continue  # an orphaned worker still running: it keeps its job
                 has_checkpoint, pid = resumable(job, self.settings.home), job.worker_pid
                 lifecycle.interrupted(job, has_checkpoint, NO_CHECKPOINT)
@@ -137,6 +115,7 @@ class Supervisor:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
+        self.executor.shutdown(list(self.children.values()))
 
     def _loop(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
@@ -150,57 +129,78 @@ class Supervisor:
         self._renew()
         self._check_orphans()
         self._take_over_lapsed()
+        self._cancel_unstarted_stops()
         with self.store.session() as session:
             running = session.scalars(self._claimed_here()).all()  # the devices and slots of this node
             busy = {device for job in running for device in held_devices(job)}
             started = len(running)
+            room = self.settings.concurrency - started
+            if room <= 0:
+                return
             queued = session.scalars(select(Job).where(Job.status == JobStatus.IN_PROGRESS.value, Job.worker_pid.is_(None))
-                                     .order_by(Job.created, Job.id)).all()
+                                     .order_by(Job.created, Job.id).limit(room + len(self.children) + QUEUE_SLACK)).all()
             for job in queued:
                 if started >= self.settings.concurrency:
                     break
+                if job.id in self.children:
+                    continue  # its worker queued it again and has not been reaped yet
                 wanted = job.spec.devices
-                problem = self.pool.problem(wanted)
+                problem = self.executor.problem(wanted)
                 if problem:  # e.g. the server restarted with fewer devices than when the job was created
                     lifecycle.failed(job, problem)
                     session.commit()
                     log_outcome(job, None)
                     continue
-                devices = self.pool.take(wanted, busy)
+                devices = self.executor.take(wanted, busy)
                 if devices is None:
                     break  # first come, first served: the jobs behind wait too
-                process = self._start_worker(job.id, devices, wanted)
-                details = {**(job.details or {}), "devices": devices, "node": self.settings.node_name}
-                if not lifecycle.claim(session, job, process.pid, details, self.claimant):
-                    process.terminate()  # stopped (or claimed elsewhere) since it was read: not ours to run
-                    process.wait()
-                    continue
-                self.children[job.id] = process
-                log.info("job %s started: worker pid %d on %s", job.name, process.pid, ", ".join(devices))
-                busy.update(devices)
-                started += 1
+                if self._start(session, job, devices, wanted):
+                    busy.update(devices)
+                    started += 1
 
-    def _start_worker(self, job_id: str, devices: list[str], ranks: int) -> subprocess.Popen:
-        folder = JobFolder(self.settings.home, job_id)
-        folder.log.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible_devices(devices), DATABASE_URL_VARIABLE: self.settings.database_url}
-        with open(folder.log, "ab") as log:
-            return subprocess.Popen(
-                worker_command(self.settings, job_id, self.pool.worker_device, ranks), env=env,
-                stdout=log, stderr=log,  # same process group: killing the server kills its workers
-            )
+    def _start(self, session, job: Job, devices: list[str], wanted: int) -> bool:
+        """Claim the job, then start its worker: a claim another server won (or a stop) costs no worker."""
+        attempts, name = job.attempts or 0, job.name
+        details = {**(job.details or {}), "devices": devices, "node": self.settings.node_name, "executor": self.executor.name}
+        if not lifecycle.claim(session, job, lifecycle.LAUNCHING_PID, details, self.claimant):
+            return False  # stopped, or claimed by another server, since it was read
+        try:
+            handle = self.executor.launch(job.id, devices, wanted)
+        except Exception as exc:  # e.g. Ray refused the task: say so on the job rather than retry forever
+            log.exception("job %s: its worker could not be started", name)
+            job = session.get(Job, job.id)
+            if job.status in lifecycle.ACTIVE:
+                lifecycle.failed(job, f"its worker could not be started: {type(exc).__name__}: {exc}")
+                session.commit()
+                log_outcome(job, None)
+            return False
+        lifecycle.launched(session, job.id, handle.pid)
+        self.children[job.id], self._attempts[job.id] = handle, attempts
+        log.info("job %s started: %s", name, self.executor.describe(handle, devices))
+        return True
 
     def _check_orphans(self) -> None:
         """Workers this supervisor did not start (they outlived an earlier server) are watched
         by their pid: when one dies, its job is resumed, stopped or failed as at start-up."""
         with self.store.session() as session:
             for job in session.scalars(self._claimed_here()).all():
-                if job.id not in self.children and not pid_alive(job.worker_pid):
+                if job.id not in self.children and not self.executor.alive(job):
                     has_checkpoint, pid = resumable(job, self.settings.home), job.worker_pid
                     lifecycle.interrupted(job, has_checkpoint, NO_CHECKPOINT)
                     log.warning("job %s: worker pid %s (started by an earlier server) died", job.name, pid)
                     log_outcome(job, pid)
             session.commit()
+
+    def _cancel_unstarted_stops(self) -> None:
+        """A stop reaches a running worker through the database; a worker that has not begun
+        (a Ray task waiting for resources) is cancelled instead, and its job stops when reaped."""
+        if not self.children:
+            return
+        with self.store.session() as session:
+            for job in session.scalars(select(Job).where(Job.id.in_(list(self.children)), Job.status == JobStatus.STOPPING.value)).all():
+                if (job.attempts or 0) == self._attempts.get(job.id):
+                    log.info("job %s: stopped before its worker began; cancelling it", job.name)
+                    self.children[job.id].kill()
 
     def _renew(self) -> None:
         """Every third of the lease, renew this server's jobs; a worker whose job another server
@@ -216,7 +216,7 @@ class Supervisor:
                 if job is not None and job.status in lifecycle.ACTIVE and job.server_id != self.claimant.server_id:
                     process.kill()  # not terminate: a worker stopped by SIGTERM would queue the job again
                     process.wait()
-                    del self.children[job_id]
+                    self._forget(job_id)
                     log.warning("job %s: its lease lapsed and %s took it over; worker pid %d killed", job.name,
                                 job.worker_node or "another server", process.pid)
 
@@ -236,21 +236,39 @@ class Supervisor:
                 log_outcome(job, pid)
             session.commit()
 
+    def _forget(self, job_id: str) -> None:
+        self.children.pop(job_id, None)
+        self._attempts.pop(job_id, None)
+
     def _reap(self) -> None:
         for job_id, process in list(self.children.items()):
             code = process.poll()
             if code is None:
                 continue
-            del self.children[job_id]
+            self._forget(job_id)
             with self.store.session() as session:
                 job = session.get(Job, job_id)
-                if job is not None and job.status in lifecycle.ACTIVE and job.worker_pid == process.pid:
-                    if job.status == JobStatus.STOPPING.value:
-                        lifecycle.stopped(job)
-                    else:
-                        worker_log = JobFolder(self.settings.home, job_id).log
-                        log.warning("job %s: worker pid %d died (exit code %d); see %s", job.name, process.pid, code, worker_log)
-                        lifecycle.failed(job, f"the worker process exited unexpectedly (exit code {code}); see {worker_log}")
+                if job is not None and job.status in lifecycle.ACTIVE and job.server_id == self.claimant.server_id:
+                    self._settle(job, process, code)
                     session.commit()
                 if job is not None:
                     log_outcome(job, process.pid)
+
+    def _settle(self, job: Job, process: WorkerHandle, code: int) -> None:
+        """A worker of this server ended and left its job active: stopped, resumed or failed."""
+        if job.status == JobStatus.STOPPING.value:
+            lifecycle.stopped(job)
+            return
+        worker_log = JobFolder(self.settings.home, job.id).log
+        lost = self.executor.lost(process)
+        if lost is None:
+            log.warning("job %s: worker pid %d died (exit code %d); see %s", job.name, process.pid, code, worker_log)
+            why = self.executor.error(process) or f"the worker process exited unexpectedly (exit code {code})"
+            lifecycle.failed(job, f"{why}; see {worker_log}")
+            return
+        log.warning("job %s: %s", job.name, lost)
+        if (job.attempts or 0) >= MAX_ATTEMPTS:
+            lifecycle.failed(job, f"{lost}; the job started {job.attempts} times, the most allowed; see {worker_log}")
+        else:
+            lifecycle.interrupted(job, resumable(job, self.settings.home),
+                                  f"{lost} before the first checkpoint; nothing could be resumed: create the job again")
