@@ -139,3 +139,5 @@ def test_serve_with_the_ray_executor_needs_an_address_and_a_reachable_cluster(tm
     result = CliRunner().invoke(cli, ["serve", "--executor", "ray", "--ray-address", f"127.0.0.1:{free_port()}",
                                       "--home", str(tmp_path)])
     assert result.exit_code == 1 and "cannot reach the Ray cluster at 127.0.0.1:" in result.output, result.output
+    result = CliRunner().invoke(cli, ["serve", "--executor", "ray", "--ray-address", "head-node", "--home", str(tmp_path)])
+    assert result.exit_code == 1 and "--ray-address head-node: expected auto, local, HOST:PORT or ray://HOST:PORT" in result.output

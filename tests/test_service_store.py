@@ -186,7 +186,7 @@ def _supervisor(tmp_path, database_url: str, node: str, lease_seconds: float = 3
     return supervisor
 
 
-@pytest.mark.parametrize("checkpoint", [True, False], ids=["checkpoint", "none"])
+@pytest.mark.parametrize("checkpoint", ["local", "s3", None], ids=["checkpoint", "s3-checkpoint", "none"])
 def test_a_lapsed_lease_is_taken_over_by_another_node_and_a_live_one_is_not(tmp_path, database_url, checkpoint):
     from tunesmith.service.layout import JobFolder
     from tunesmith.service.supervisor import NO_CHECKPOINT_LAPSED
@@ -199,10 +199,14 @@ def test_a_lapsed_lease_is_taken_over_by_another_node_and_a_live_one_is_not(tmp_
     with store.session() as session:
         assert lifecycle.claim(session, session.get(Job, live), 999_999, {}, HERE)
         assert lifecycle.claim(session, session.get(Job, lapsed), 999_999, {}, lifecycle.Claimant("node-a", "server-a", gone))
-    if checkpoint:
+    if checkpoint == "local":  # on a shared home
         folder = checkpoint_path(JobFolder(tmp_path / "home", lapsed).run, 5)
         folder.mkdir(parents=True)
         (folder / "state.json").write_text("{}")
+    elif checkpoint == "s3":  # uploaded by node-a's worker; nothing in this node's home
+        with store.session() as session:
+            session.get(Job, lapsed).checkpoints = [{"step": 5, "s3Uri": "s3://out/jobs/model-customization-job-x/checkpoints/step-000005"}]
+            session.commit()
     other.tick()  # node-b: pid 999999 means nothing here; only the lease counts
     with store.session() as session:
         assert session.get(Job, live).worker_pid == 999_999
