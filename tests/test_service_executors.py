@@ -76,9 +76,11 @@ def supervised(tmp_path):
 
 
 def begin(store: JobStore, job_id: str) -> None:
-    """What a worker does first: it started (one more attempt)."""
+    """What a worker does first: it started (one more attempt) and began validating the data."""
     with store.session() as session:
-        lifecycle.worker_started(session.get(Job, job_id), 4242)
+        job = session.get(Job, job_id)
+        lifecycle.worker_started(job, 4242)
+        lifecycle.enter_phase(job, lifecycle.Phase.VALIDATION)
         session.commit()
 
 
@@ -117,6 +119,29 @@ def test_a_lost_worker_without_a_checkpoint_fails_saying_why(supervised):
         assert job.status == "Failed"
         assert job.failure_message == ("Ray lost the job's worker (NodeDiedError: node gone) before the first checkpoint; "
                                        "nothing could be resumed: create the job again")
+
+
+def test_a_worker_lost_before_it_began_queues_its_job_again(supervised):
+    supervisor, executor, store = supervised
+    job_id = _queued_job(store, "unbegun")
+    supervisor.tick()
+    handle = executor.launched[0][1]
+    handle.lost, handle.code = "Ray lost the job's worker (WorkerCrashedError: the worker died)", -9
+    supervisor.tick()  # nothing was lost: queued again, and claimed again at once
+    with store.session() as session:
+        job = session.get(Job, job_id)
+        assert job.status == "InProgress" and len(executor.launched) == 2 and job.worker_pid == executor.launched[1][1].pid
+
+
+def test_a_stopping_server_gives_back_the_jobs_whose_worker_never_began(supervised):
+    supervisor, executor, store = supervised
+    waiting, running = _queued_job(store, "waiting"), _queued_job(store, "running")
+    supervisor.tick()
+    begin(store, running)
+    supervisor.shutdown()
+    with store.session() as session:
+        assert session.get(Job, waiting).server_id is None and session.get(Job, waiting).worker_pid is None  # any server's now
+        assert session.get(Job, running).server_id == supervisor.claimant.server_id  # its worker queues it again itself
 
 
 def test_a_stop_cancels_a_worker_that_never_began_and_leaves_a_running_one_to_stop_itself(supervised):

@@ -193,7 +193,7 @@ def test_supervisor_logs_created_started_and_a_worker_that_died(api, monkeypatch
     lines = [r.getMessage() for r in caplog.records if r.name == "tunesmith.service.jobs"]
     assert lines[0] == "job doomed created: FINE_TUNING of amazon.nova-micro-v1:0:128k"
     assert lines[1] == f"job doomed started: worker pid {FakeWorker.started[0].pid} on cpu"
-    assert lines[2].startswith(f"job doomed: worker pid {FakeWorker.started[0].pid} died (exit code -9); see ")
+    assert lines[2].startswith(f"job doomed: its worker (worker pid {FakeWorker.started[0].pid} on cpu) died (exit code -9); see ")
     assert lines[3].startswith("job doomed failed: the worker process exited unexpectedly (exit code -9)")
     assert [r.levelname for r in caplog.records if r.name == "tunesmith.service.jobs"] == ["INFO", "INFO", "WARNING", "INFO"]
     assert scrape(server.url)[("tunesmith_jobs", (("status", "Failed"),))] == 1

@@ -24,6 +24,9 @@ from tunesmith.service.store import Job, JobStore
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'tunesmith[ray]')")
 SHORT = {"epochCount": "1", "learningRate": "0.0001", "learningRateWarmupSteps": "0"}
+NO_TOKEN = {"RAY_AUTH_MODE": "disabled"}
+"""The cluster and its clients agree, whatever ~/.ray/auth_token a developer's earlier ray.init() left (Ray 2.60
+turns token authentication on where that file exists)."""
 
 
 @pytest.fixture(scope="module")
@@ -31,20 +34,23 @@ def ray_cluster():
     """A one-node Ray cluster on loopback, as `ray start --head` makes one (stopped with its processes)."""
     port = free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
-    ray_cli = Path(sys.executable).with_name("ray")
-    head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    env = {**os.environ, **NO_TOKEN}
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
                              "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats",
-                             "--temp-dir", temp], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--temp-dir", temp], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while subprocess.run([str(ray_cli), "status", "--address", address], capture_output=True).returncode != 0:
-        assert head.poll() is None, f"ray start failed: {head.stderr.read().decode()[-2000:]}"
-        assert time.monotonic() < deadline, "the Ray head did not come up in 90 s"
-        time.sleep(1)
-    yield address
-    os.killpg(head.pid, signal.SIGKILL)  # the head and every process it started (its own session)
-    head.wait()
-    shutil.rmtree(temp, ignore_errors=True)
+    try:
+        deadline = time.monotonic() + 90
+        while subprocess.run([ray_cli, "status", "--address", address], capture_output=True, env=env).returncode != 0:
+            assert head.poll() is None, f"ray start failed: {head.stderr.read().decode()[-2000:]}"
+            assert time.monotonic() < deadline, "the Ray head did not come up in 90 s"
+            time.sleep(1)
+        yield address
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)  # the head and every process it started (its own session), even after a failed start
+        head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture
@@ -53,7 +59,7 @@ def ray_server(tmp_path, tiny_model, ray_cluster):
     write_jsonl(tmp_path / "long.jsonl", arithmetic(1600))  # 100 steps, a checkpoint after each
     (tmp_path / "models.toml").write_text(f'[tiers.micro]\nsource = "{tiny_model}"\neffective_batch_size = 16\n')
     (tmp_path / "home").mkdir()
-    server = Server(tmp_path / "home", tmp_path, tmp_path / "models.toml",
+    server = Server(tmp_path / "home", tmp_path, tmp_path / "models.toml", env=NO_TOKEN,
                     options=["--executor", "ray", "--ray-address", ray_cluster, "--save-every", "1"]).start()
     yield server
     server.kill()
@@ -127,6 +133,22 @@ def test_a_killed_ray_worker_resumes_its_job_from_the_checkpoint(ray_server, tmp
     assert len(starts) == 2 and starts[1]["resumed_from"] >= 2  # resumed, not restarted
     assert row(ray_server, arn).attempts == 2
     assert "Ray lost the job's worker" in (tmp_path / "server.log").read_text()
+
+
+def test_a_stopping_server_queues_its_ray_jobs_again_and_the_next_one_resumes_them(ray_server, tmp_path, ray_cluster):
+    client = ray_server.client()
+    arn = create(client, "handed-on", str(tmp_path / "long.jsonl"), str(tmp_path / "out"), hyperParameters=SHORT)
+    wait_for_row(ray_server, arn, lambda j: len(j.checkpoints or []) >= 2, "second checkpoint")
+    ray_server.process.send_signal(signal.SIGTERM)  # a graceful stop: the server cancels its tasks
+    ray_server.process.wait(timeout=60)  # (uvicorn passes the signal on once it has shut down)
+    job = row(ray_server, arn)
+    assert job.status == "InProgress" and job.worker_pid is None and job.server_id is None  # queued again, not failed
+    assert "queued to resume" in (ray_server.home / "jobs" / f"{job.id}.log").read_text()
+    ray_server.start()  # the next server resumes it from the checkpoint the worker wrote when it stopped
+    job = wait_for(ray_server.client(), arn, {"Completed", "Failed", "Stopped"}, timeout=240)
+    assert job["status"] == "Completed", job.get("failureMessage")
+    starts = [e for e in events(ray_server, "handed-on") if e["event"] == "start"]
+    assert len(starts) == 2 and starts[1]["resumed_from"] >= 2
 
 
 def test_serve_with_the_ray_executor_needs_an_address_and_a_reachable_cluster(tmp_path):

@@ -125,6 +125,13 @@ def test_bad_urls_and_unreachable_databases_are_one_clear_line(tmp_path):
     assert "\n" not in message and "hunter2" not in message
 
 
+def _begun(store: JobStore, job_id: str) -> None:
+    """A worker took the job up (validation began): losing it now loses work."""
+    with store.session() as session:
+        lifecycle.enter_phase(session.get(Job, job_id), lifecycle.Phase.VALIDATION)
+        session.commit()
+
+
 def _queued_job(store: JobStore, name: str = "queued") -> str:
     job_id = new_id()
     with store.session() as session:
@@ -199,6 +206,7 @@ def test_a_lapsed_lease_is_taken_over_by_another_node_and_a_live_one_is_not(tmp_
     with store.session() as session:
         assert lifecycle.claim(session, session.get(Job, live), 999_999, {}, HERE)
         assert lifecycle.claim(session, session.get(Job, lapsed), 999_999, {}, lifecycle.Claimant("node-a", "server-a", gone))
+    _begun(store, lapsed)
     if checkpoint == "local":  # on a shared home
         folder = checkpoint_path(JobFolder(tmp_path / "home", lapsed).run, 5)
         folder.mkdir(parents=True)
@@ -222,6 +230,7 @@ def test_a_restarted_server_checks_only_its_own_nodes_pids(tmp_path, database_ur
 
     store = JobStore(database_url)
     mine, theirs = _queued_job(store, "mine"), _queued_job(store, "theirs")
+    _begun(store, mine)
     gone = subprocess.Popen(["true"])
     gone.wait()
     with store.session() as session:
@@ -254,6 +263,7 @@ def test_a_dead_orphaned_worker_releases_its_job(tmp_path):
     settings = ServiceSettings(home=tmp_path / "home", run_workers=False, devices=["cpu"])
     store = JobStore(settings.database_url)
     job_id = _queued_job(store)
+    _begun(store, job_id)
     gone = subprocess.Popen(["true"])
     gone.wait()
     with store.session() as session:

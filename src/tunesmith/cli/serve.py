@@ -32,7 +32,7 @@ from tunesmith.service.settings import DATABASE_URL_VARIABLE, DEFAULT_LEASE_SECO
               help="Where jobs train: local worker processes on this machine, or tasks on a Ray cluster (tunesmith[ray]).")
 @click.option("--ray-address", envvar="RAY_ADDRESS", show_envvar=True, metavar="ADDRESS",
               help="With --executor ray: auto (the cluster `ray start` runs here), HOST:PORT, ray://HOST:10001, or local "
-              "(a private Ray instance started by the server).")
+              "(a Ray instance started by the server, unless one runs here already).")
 @click.option("--ray-cpus-per-job", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="With --executor ray: the CPUs each job's task asks for (GPUs: the job's tunesmithConfig.devices, when the "
               "cluster has GPUs).")

@@ -28,7 +28,7 @@ import enum
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
 from tunesmith.service.store import Job, utcnow
@@ -215,11 +215,30 @@ def requeued(job: Job) -> None:
     _touch(job)
 
 
+def began(job: Job) -> bool:
+    """Whether a worker ever took the job up (a phase left NotStarted)."""
+    return any(phase["status"] != PhaseStatus.NOT_STARTED.value for phase in (job.phases or {}).values())
+
+
 def interrupted(job: Job, has_checkpoint: bool, reason: str) -> None:
-    """The worker vanished (crash, kill, restart): stop, resume or fail, whichever fits."""
+    """The worker vanished (crash, kill, restart): stop, resume or fail, whichever fits. A job
+    no worker took up yet (its server died between claim and start) loses nothing: queued again."""
     if job.status == JobStatus.STOPPING.value or job.stop_requested:
         stopped(job)
-    elif has_checkpoint:
+    elif has_checkpoint or not began(job):
         requeued(job)
     else:
         failed(job, reason)
+
+
+def release_unbegun(session: Session, job_id: str, server_id: str, attempts: int) -> bool:
+    """A stopping server gives back a job it claimed whose worker never began (``attempts``
+    unchanged since the claim); False when the worker began, or the job is no longer its own."""
+    released = session.execute(
+        update(Job).where(Job.id == job_id, Job.server_id == server_id, Job.status == JobStatus.IN_PROGRESS.value,
+                          func.coalesce(Job.attempts, 0) == attempts)
+        .values(worker_pid=None, worker_node=None, server_id=None, lease_expires=None, modified=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
+    session.commit()
+    return released

@@ -58,7 +58,8 @@ class ServiceSettings:
     or ``ray`` tasks on the Ray cluster at ``ray_address``."""
     ray_address: str | None = None
     """With ``executor="ray"``: ``auto`` (the cluster ``ray start`` runs on this machine, or ``RAY_ADDRESS``),
-    ``HOST:PORT``, ``ray://HOST:10001``, or ``local`` (a private Ray instance started by the server)."""
+    ``HOST:PORT``, ``ray://HOST:10001``, or ``local`` (``ray.init()`` without an address: a Ray instance
+    started by the server, unless ``RAY_ADDRESS`` or a ``ray start`` on this machine names one)."""
     ray_cpus_per_job: float = 1.0
     """With ``executor="ray"``: the CPUs each job's task asks Ray for (and its torch threads)."""
 

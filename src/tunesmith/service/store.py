@@ -161,8 +161,10 @@ class JobStore:
     def __init__(self, url: str, migrate: bool = True):
         self.url = url
         # The API answers on up to 40 threads (FastAPI's threadpool) and the supervisor on one more:
-        # enough connections that none waits for another's (SQLAlchemy's default is 5 + 10 overflow).
-        kwargs: dict[str, Any] = {"pool_size": 20, "max_overflow": 30}
+        # enough connections that none waits for another's (SQLAlchemy's default is 5 + 10 overflow),
+        # and only 10 kept open while idle (PostgreSQL's default limit is 100 for every server and worker).
+        in_memory = url in ("sqlite://", "sqlite:///") or ":memory:" in url or "mode=memory" in url  # one connection, shared
+        kwargs: dict[str, Any] = {} if in_memory else {"pool_size": 10, "max_overflow": 35}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         elif url.startswith("postgresql"):

@@ -20,6 +20,7 @@ queued again) is logged on ``tunesmith.service.jobs``, one line each, in the ser
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -41,6 +42,8 @@ log = logging.getLogger("tunesmith.service.jobs")
 POLL_SECONDS = 0.5
 NO_CHECKPOINT = ("the worker process stopped before the first checkpoint (server restart or crash); "
                  "nothing could be resumed: create the job again")
+KILL_WAIT_SECONDS = 10.0
+"""How long the supervisor waits for a worker it killed to end."""
 QUEUE_SLACK = 8
 """Queued jobs read per round beyond the free slots (some may be skipped: bad device counts, being reaped)."""
 MAX_ATTEMPTS = 4
@@ -83,6 +86,7 @@ class Supervisor:
         self.children: dict[str, WorkerHandle] = {}
         self._attempts: dict[str, int] = {}
         """Each child's job's attempts when it was claimed: more once its worker began."""
+        self._cancelled: set[str] = set()
         self.claimant = lifecycle.Claimant(settings.node_name, f"{os.getpid()}-{secrets.token_hex(6)}",
                                            dt.timedelta(seconds=settings.lease_seconds))
         self._renewed = time.monotonic()
@@ -114,8 +118,12 @@ class Supervisor:
     def shutdown(self) -> None:
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=30)  # a round in progress ends first
         self.executor.shutdown(list(self.children.values()))
+        with self.store.session() as session:  # jobs whose worker never began go back to the queue, for any server
+            for job_id, attempts in self._attempts.items():
+                if lifecycle.release_unbegun(session, job_id, self.claimant.server_id, attempts):
+                    log.info("job %s: queued again (its worker had not begun when the server stopped)", job_id)
 
     def _loop(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
@@ -160,24 +168,39 @@ class Supervisor:
 
     def _start(self, session, job: Job, devices: list[str], wanted: int) -> bool:
         """Claim the job, then start its worker: a claim another server won (or a stop) costs no worker."""
-        attempts, name = job.attempts or 0, job.name
+        attempts, name, job_id = job.attempts or 0, job.name, job.id
         details = {**(job.details or {}), "devices": devices, "node": self.settings.node_name, "executor": self.executor.name}
         if not lifecycle.claim(session, job, lifecycle.LAUNCHING_PID, details, self.claimant):
             return False  # stopped, or claimed by another server, since it was read
         try:
-            handle = self.executor.launch(job.id, devices, wanted)
-        except Exception as exc:  # e.g. Ray refused the task: say so on the job rather than retry forever
-            log.exception("job %s: its worker could not be started", name)
-            job = session.get(Job, job.id)
-            if job.status in lifecycle.ACTIVE:
-                lifecycle.failed(job, f"its worker could not be started: {type(exc).__name__}: {exc}")
-                session.commit()
-                log_outcome(job, None)
+            handle = self.executor.launch(job_id, devices, wanted)
+        except Exception as exc:
+            self._not_started(session, job_id, name, exc)
             return False
-        lifecycle.launched(session, job.id, handle.pid)
-        self.children[job.id], self._attempts[job.id] = handle, attempts
+        self.children[job_id], self._attempts[job_id] = handle, attempts  # first: watched even if the next write fails
         log.info("job %s started: %s", name, self.executor.describe(handle, devices))
+        try:
+            lifecycle.launched(session, job_id, handle.pid)
+        except Exception:  # the database blinked: the worker records its own pid when it starts
+            session.rollback()
+            log.warning("job %s: could not record its worker's pid; the worker will", name, exc_info=True)
         return True
+
+    def _not_started(self, session, job_id: str, name: str, exc: Exception) -> None:
+        """The worker of a claimed job could not be started: queued again when the cause may pass
+        (the machine's resources: OSError), else failed with the reason (e.g. Ray refused the task)."""
+        log.error("job %s: its worker could not be started: %s: %s", name, type(exc).__name__, exc)
+        job = session.get(Job, job_id, populate_existing=True)  # the claim was an UPDATE: read what it wrote
+        if job is None or job.status not in lifecycle.ACTIVE:
+            return
+        if job.status == JobStatus.STOPPING.value:
+            lifecycle.stopped(job)
+        elif isinstance(exc, OSError):
+            lifecycle.requeued(job)
+        else:
+            lifecycle.failed(job, f"its worker could not be started: {type(exc).__name__}: {exc}")
+        session.commit()
+        log_outcome(job, None)
 
     def _check_orphans(self) -> None:
         """Workers this supervisor did not start (they outlived an earlier server) are watched
@@ -194,13 +217,15 @@ class Supervisor:
     def _cancel_unstarted_stops(self) -> None:
         """A stop reaches a running worker through the database; a worker that has not begun
         (a Ray task waiting for resources) is cancelled instead, and its job stops when reaped."""
-        if not self.children:
+        waiting = [job_id for job_id in self.children if job_id not in self._cancelled]
+        if not waiting:
             return
         with self.store.session() as session:
-            for job in session.scalars(select(Job).where(Job.id.in_(list(self.children)), Job.status == JobStatus.STOPPING.value)).all():
+            for job in session.scalars(select(Job).where(Job.id.in_(waiting), Job.status == JobStatus.STOPPING.value)).all():
                 if (job.attempts or 0) == self._attempts.get(job.id):
                     log.info("job %s: stopped before its worker began; cancelling it", job.name)
                     self.children[job.id].kill()
+                    self._cancelled.add(job.id)
 
     def _renew(self) -> None:
         """Every third of the lease, renew this server's jobs; a worker whose job another server
@@ -215,10 +240,12 @@ class Supervisor:
                 job = session.get(Job, job_id)
                 if job is not None and job.status in lifecycle.ACTIVE and job.server_id != self.claimant.server_id:
                     process.kill()  # not terminate: a worker stopped by SIGTERM would queue the job again
-                    process.wait()
+                    with contextlib.suppress(Exception):  # a Ray node that is gone may not answer: reaped later if so
+                        process.wait(timeout=KILL_WAIT_SECONDS)
                     self._forget(job_id)
-                    log.warning("job %s: its lease lapsed and %s took it over; worker pid %d killed", job.name,
-                                job.worker_node or "another server", process.pid)
+                    holder = f"{job.worker_node} took it over" if job.server_id else "it was queued again"
+                    log.warning("job %s: no longer this server's (%s); its worker (%s) was killed", job.name, holder,
+                                self.executor.describe(process, held_devices(job)))
 
     def _take_over_lapsed(self) -> None:
         """Jobs whose lease lapsed (on any node) are resumed, stopped or failed as after a restart.
@@ -239,6 +266,7 @@ class Supervisor:
     def _forget(self, job_id: str) -> None:
         self.children.pop(job_id, None)
         self._attempts.pop(job_id, None)
+        self._cancelled.discard(job_id)
 
     def _reap(self) -> None:
         for job_id, process in list(self.children.items()):
@@ -262,7 +290,8 @@ class Supervisor:
         worker_log = JobFolder(self.settings.home, job.id).log
         lost = self.executor.lost(process)
         if lost is None:
-            log.warning("job %s: worker pid %d died (exit code %d); see %s", job.name, process.pid, code, worker_log)
+            log.warning("job %s: its worker (%s) died (exit code %d); see %s", job.name,
+                        self.executor.describe(process, held_devices(job)), code, worker_log)
             why = self.executor.error(process) or f"the worker process exited unexpectedly (exit code {code})"
             lifecycle.failed(job, f"{why}; see {worker_log}")
             return

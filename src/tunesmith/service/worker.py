@@ -29,7 +29,7 @@ from pathlib import Path
 from tunesmith import guide
 from tunesmith.datasets import DatasetKind, validate_dataset
 from tunesmith.devices import resolve_device
-from tunesmith.service import artifacts, lifecycle, uris, wire
+from tunesmith.service import artifacts, lifecycle, parent_death, uris, wire
 from tunesmith.service.heartbeat import LeaseHeartbeat
 from tunesmith.service.layout import JobFolder
 from tunesmith.service.lifecycle import Phase, TransitionError
@@ -319,6 +319,7 @@ class JobWorker:
 
 
 def main() -> None:
+    parent_death.die_with_parent_if_asked()  # started by a Ray task: never outlive it (nor, as a rank, the torchrun agent)
     parser = argparse.ArgumentParser(description="Run one tunesmith customization job.")
     parser.add_argument("--home", required=True)
     parser.add_argument("--job", required=True)

@@ -26,7 +26,8 @@ class WorkerHandle(Protocol):
     """A started worker, as the supervisor sees it (``subprocess.Popen`` is one)."""
 
     pid: int
-    """Recorded by the job's claim: for a local worker its process, checked after a restart."""
+    """Recorded on the job once started (:func:`~tunesmith.service.lifecycle.launched`): a local
+    worker's process, checked after a restart; a Ray task's server, until its worker records its own."""
 
     def poll(self) -> int | None:
         """None while it runs, then its exit code."""
@@ -51,11 +52,11 @@ class Executor(Protocol):
         """The devices a job gets, given those ``busy`` in other jobs of this server; None: wait."""
 
     def launch(self, job_id: str, devices: list[str], ranks: int) -> WorkerHandle:
-        """Start the worker of job ``job_id`` (not yet claimed: the supervisor claims it next)."""
+        """Start the worker of job ``job_id``, which this server has just claimed."""
 
     def alive(self, job: Job) -> bool:
         """Whether the worker of ``job``, claimed on this node but not started by this server
-        (it outlived an earlier one), still runs."""
+        (it outlived an earlier one, or another server on this node started it), still runs."""
 
     def lost(self, handle: WorkerHandle) -> str | None:
         """Why an ended worker's host went away under it (not the worker's own failure: its job

@@ -14,8 +14,9 @@ import sys
 
 from tunesmith.service.device_pool import DevicePool, visible_devices
 from tunesmith.service.layout import JobFolder
+from tunesmith.service.lifecycle import LAUNCHING_PID
 from tunesmith.service.settings import DATABASE_URL_VARIABLE, ServiceSettings
-from tunesmith.service.store import Job
+from tunesmith.service.store import Job, utcnow
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -74,6 +75,8 @@ class LocalExecutor:
             )
 
     def alive(self, job: Job) -> bool:
+        if job.worker_pid == LAUNCHING_PID:  # another server on this node is starting its worker: its lease says
+            return job.lease_expires is not None and job.lease_expires > utcnow()
         return pid_alive(job.worker_pid)
 
     def lost(self, handle) -> str | None:

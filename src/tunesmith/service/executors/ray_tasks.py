@@ -26,26 +26,30 @@ environment is its node's, not the server's.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tunesmith.errors import TunesmithError
+from tunesmith.service import parent_death
 from tunesmith.service.executors.local import worker_arguments
 from tunesmith.service.layout import JobFolder
 from tunesmith.service.settings import DATABASE_URL_VARIABLE, ServiceSettings
-from tunesmith.service.store import Job
+from tunesmith.service.store import Job, utcnow
 
 log = logging.getLogger("tunesmith.service.jobs")
 FORWARDED_PREFIXES = ("TUNESMITH_", "AWS_", "HF_")
 """The server's environment variables its workers get on Ray nodes too (a Ray worker's own
 environment is its node's): tunesmith's (models, home), S3's endpoint and credentials, Hugging Face's."""
+NODES_TTL_SECONDS = 5.0
+"""How long the cluster's node resources are taken as known."""
+WAIT_SLICE_SECONDS = 0.5
+"""How often a task's wait for its worker lets a cancel (a KeyboardInterrupt) in."""
 SHUTDOWN_WAIT_SECONDS = 30.0
 """How long a stopping server waits for its tasks' workers to queue their jobs again."""
 
@@ -54,23 +58,23 @@ class RayUnavailable(TunesmithError):
     """Ray is not installed, or its cluster cannot be reached."""
 
 
-def _die_with_parent() -> None:
-    """In the worker child, before exec: SIGKILL when the Ray worker that started it dies."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def run_worker(arguments: list[str], log_path: str, environment: dict[str, str]) -> int:
     """The Ray task: run the tunesmith worker with this node's Python; its exit code.
 
-    A cancel (``ray.cancel``, a KeyboardInterrupt here) asks the worker to stop (SIGTERM: it
-    queues its job again); a killed Ray worker takes the worker with it (PDEATHSIG)."""
+    A cancel (``ray.cancel``: a KeyboardInterrupt here, raised between the short waits below,
+    since Ray interrupts the main thread without a signal that would end a blocking wait)
+    asks the worker to stop (SIGTERM: it queues its job again); a killed Ray worker takes the
+    worker with it, and the worker its torchrun ranks (:mod:`tunesmith.service.parent_death`)."""
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
-        child = subprocess.Popen([sys.executable, *arguments], env={**os.environ, **environment}, stdout=log_file,
-                                 stderr=log_file, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        child = subprocess.Popen([sys.executable, *arguments], env={**os.environ, **environment, parent_death.VARIABLE: "1"},
+                                 stdout=log_file, stderr=log_file, preexec_fn=parent_death.die_with_parent)
         try:
-            return child.wait()
+            while True:
+                try:
+                    return child.wait(timeout=WAIT_SLICE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    continue
         except BaseException:
             child.terminate()
             try:
@@ -105,7 +109,9 @@ class RayWorker:
         except exceptions.TaskCancelledError:
             self.code = -signal.SIGTERM
         except exceptions.RayTaskError as exc:  # run_worker itself failed (e.g. home is not reachable on that node)
-            self.code, self.error = 1, f"the Ray task failed: {_first_line(exc)}"
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            where = f" on {exc.ip}" if getattr(exc, "ip", None) else ""
+            self.code, self.error = 1, f"the Ray task failed{where}: {type(cause).__name__}: {_first_line(cause)}"
         except exceptions.RayError as exc:  # the worker process or its node died, ran out of memory...
             self.code, self.lost = -signal.SIGKILL, f"Ray lost the job's worker ({type(exc).__name__}: {_first_line(exc)})"
         return self.code
@@ -160,17 +166,32 @@ class RayExecutor:
             ray.init(address=address, namespace="tunesmith", log_to_driver=False, ignore_reinit_error=True,
                      **({"include_dashboard": False} if address is None else {}))
         except Exception as exc:  # ConnectionError, or a bad address
-            raise RayUnavailable(f"cannot reach the Ray cluster at {settings.ray_address}: {_first_line(exc)}") from exc
+            hint = ("; a HOST:PORT address needs this machine to be a node of the cluster: run `ray start --address "
+                    f"{address} --num-cpus 0 --num-gpus 0` here, or give ray://HOST:10001" if address not in (None, "auto") and
+                    not address.startswith("ray://") else "")
+            raise RayUnavailable(f"cannot reach the Ray cluster at {settings.ray_address}: {_first_line(exc)}{hint}") from exc
         self._task = ray.remote(run_worker)
+        self._resources: tuple[float, list[dict[str, float]]] = (0.0, [])
+        self.gpus = self.most_gpus_on_a_node() > 0
+        """Jobs ask for GPUs when the cluster had GPUs at the server's start (not at each launch:
+        a GPU node restarting must not send GPU jobs to CPUs)."""
 
     # -- the cluster ---------------------------------------------------------------------------
     def _nodes(self) -> list[dict[str, float]]:
+        """The live nodes' resources (asked of Ray at most every few seconds)."""
         import ray
 
-        return [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+        asked, nodes = self._resources
+        if time.monotonic() - asked > NODES_TTL_SECONDS:
+            nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+            self._resources = (time.monotonic(), nodes)
+        return nodes
 
     def most_gpus_on_a_node(self) -> int:
         return int(max((resources.get("GPU", 0) for resources in self._nodes()), default=0))
+
+    def most_cpus_on_a_node(self) -> float:
+        return max((resources.get("CPU", 0) for resources in self._nodes()), default=0)
 
     def default_concurrency(self) -> int:
         """Jobs at once when ``--concurrency`` is not given: as many as the cluster fits now."""
@@ -181,19 +202,21 @@ class RayExecutor:
 
     # -- the executor --------------------------------------------------------------------------
     def problem(self, wanted: int) -> str | None:
-        gpus = self.most_gpus_on_a_node()
-        if gpus and wanted > gpus:
-            return (f"tunesmithConfig.devices is {wanted}, but no node of the Ray cluster at {self.settings.ray_address} "
-                    f"has more than {gpus} GPU(s) (a job's ranks run on one node)")
+        where = f"the Ray cluster at {self.settings.ray_address}"
+        gpus, cpus = self.most_gpus_on_a_node(), self.most_cpus_on_a_node()
+        if self.gpus and wanted > gpus:
+            return f"tunesmithConfig.devices is {wanted}, but no node of {where} has more than {gpus} GPU(s) (a job's ranks run on one node)"
+        if self.settings.ray_cpus_per_job > cpus:
+            return (f"--ray-cpus-per-job is {self.settings.ray_cpus_per_job:g}, but no node of {where} has more than {cpus:g} CPU(s): "
+                    "the job could never be scheduled")
         return None
 
     def take(self, wanted: int, busy: set[str]) -> list[str]:
         return []  # Ray holds the task until a node has its resources free
 
     def launch(self, job_id: str, devices: list[str], ranks: int) -> RayWorker:
-        gpus = wanted = ranks
-        if not self.most_gpus_on_a_node():
-            gpus = 0
+        wanted = ranks
+        gpus = wanted if self.gpus else 0
         device = "cuda" if gpus else "cpu"
         folder = JobFolder(self.settings.home, job_id)
         options = {"num_cpus": self.settings.ray_cpus_per_job, "num_gpus": gpus, "max_retries": 0,
@@ -206,7 +229,9 @@ class RayExecutor:
         return RayWorker(ref, os.getpid(), resources)
 
     def alive(self, job: Job) -> bool:
-        return False  # a task of an earlier server died with its driver
+        """Its lease, renewed by the worker itself: a task of a server that died (its driver) is
+        ended by Ray, or, through Ray Client, soon after; either way its worker stops renewing."""
+        return job.lease_expires is not None and job.lease_expires > utcnow()
 
     def lost(self, handle: RayWorker) -> str | None:
         return handle.lost
