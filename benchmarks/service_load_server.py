@@ -82,9 +82,13 @@ class NoopExecutor:
     def describe(self, handle, devices: list[str]) -> str:
         return f"no-op worker thread in pid {handle.pid}"
 
-    def shutdown(self, handles) -> None:
+    def shutdown(self, handles) -> bool:
         for handle in handles:
             handle.terminate()
+        return False  # its threads die with the server
+
+    def close(self) -> None:
+        pass
 
     def _record(self, event: str, job_id: str) -> None:
         with self.lock:

@@ -63,6 +63,9 @@ class FakeExecutor:
         return f"fake worker {handle.pid}"
 
     def shutdown(self, handles):
+        return False
+
+    def close(self):
         pass
 
 

@@ -141,7 +141,7 @@ def test_a_stopping_server_queues_its_ray_jobs_again_and_the_next_one_resumes_th
     arn = create(client, "handed-on", str(tmp_path / "longer.jsonl"), str(tmp_path / "out"), hyperParameters=SHORT)
     wait_for_row(ray_server, arn, lambda j: len(j.checkpoints or []) >= 2, "second checkpoint")
     ray_server.process.send_signal(signal.SIGTERM)  # a graceful stop: the server cancels its tasks
-    ray_server.process.wait(timeout=60)  # (uvicorn passes the signal on once it has shut down)
+    ray_server.process.wait(timeout=120)  # (uvicorn passes the signal on once it has shut down)
     job = row(ray_server, arn)
     assert job.status == "InProgress" and job.worker_pid is None and job.server_id is None  # queued again, not failed
     assert "queued to resume" in (ray_server.home / "jobs" / f"{job.id}.log").read_text()

@@ -42,6 +42,8 @@ log = logging.getLogger("tunesmith.service.jobs")
 POLL_SECONDS = 0.5
 NO_CHECKPOINT = ("the worker process stopped before the first checkpoint (server restart or crash); "
                  "nothing could be resumed: create the job again")
+SHUTDOWN_WAIT_SECONDS = 60.0
+"""How long a stopping server waits for the workers it asked to stop to give their jobs back."""
 KILL_WAIT_SECONDS = 10.0
 """How long the supervisor waits for a worker it killed to end."""
 QUEUE_SLACK = 8
@@ -119,11 +121,26 @@ class Supervisor:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=30)  # a round in progress ends first
-        self.executor.shutdown(list(self.children.values()))
+        if self.executor.shutdown(list(self.children.values())):
+            self._wait_for_workers_to_let_go(time.monotonic() + SHUTDOWN_WAIT_SECONDS)
+        self.executor.close()
         with self.store.session() as session:  # jobs whose worker never began go back to the queue, for any server
             for job_id, attempts in self._attempts.items():
                 if lifecycle.release_unbegun(session, job_id, self.claimant.server_id, attempts):
                     log.info("job %s: queued again (its worker had not begun when the server stopped)", job_id)
+
+    def _wait_for_workers_to_let_go(self, deadline: float) -> None:
+        """After asking its workers to stop: until each job a worker took up has left this server
+        (queued again with its checkpoint, or ended), or ``deadline``."""
+        while time.monotonic() < deadline:
+            with self.store.session() as session:
+                held = session.scalars(select(Job).where(Job.id.in_(list(self.children)), Job.server_id == self.claimant.server_id,
+                                                         Job.status.in_(lifecycle.ACTIVE))).all()
+                if all((job.attempts or 0) == self._attempts.get(job.id) for job in held):  # only never-begun ones are left
+                    return
+            time.sleep(POLL_SECONDS)
+        log.warning("server stopping: some workers had not given their jobs back after %.0f s; their jobs resume from "
+                    "their last checkpoint once their lease lapses", SHUTDOWN_WAIT_SECONDS)
 
     def _loop(self) -> None:
         while not self._stop.wait(POLL_SECONDS):

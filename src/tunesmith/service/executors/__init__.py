@@ -68,8 +68,12 @@ class Executor(Protocol):
     def describe(self, handle: WorkerHandle, devices: list[str]) -> str:
         """The worker, for the server's log: ``worker pid 123 on cuda:0``."""
 
-    def shutdown(self, handles: list[WorkerHandle]) -> None:
-        """The server is stopping: what becomes of the workers it started."""
+    def shutdown(self, handles: list[WorkerHandle]) -> bool:
+        """The server is stopping: what becomes of the workers it started. True when they were
+        asked to stop (the supervisor then waits, a while, for them to give their jobs back)."""
+
+    def close(self) -> None:
+        """Last, once the workers are settled: let go of what the executor holds (a Ray connection)."""
 
 
 def make_executor(settings) -> Executor:

@@ -88,5 +88,8 @@ class LocalExecutor:
     def describe(self, handle, devices: list[str]) -> str:
         return f"worker pid {handle.pid} on {', '.join(devices)}"
 
-    def shutdown(self, handles) -> None:
-        pass  # workers outliving the server keep their jobs; the next server finds them by pid
+    def shutdown(self, handles) -> bool:
+        return False  # workers outliving the server keep their jobs; the next server finds them by pid
+
+    def close(self) -> None:
+        pass

@@ -242,11 +242,15 @@ class RayExecutor:
     def describe(self, handle: RayWorker, devices: list[str]) -> str:
         return f"Ray task {handle.ref.task_id().hex()[:12]} ({handle.resources})"
 
-    def shutdown(self, handles: list[RayWorker]) -> None:
-        import ray
-
+    def shutdown(self, handles: list[RayWorker]) -> bool:
+        """Cancel every task: its worker gets SIGTERM and queues its job again. (A cancelled
+        task's result is ready at once, before its worker has finished: the supervisor waits on
+        the jobs themselves, then :meth:`close` ends the driver, and with it any task left.)"""
         for handle in handles:
             handle.terminate()
-        if handles:
-            ray.wait([h.ref for h in handles], num_returns=len(handles), timeout=SHUTDOWN_WAIT_SECONDS)
+        return bool(handles)
+
+    def close(self) -> None:
+        import ray
+
         ray.shutdown()
