@@ -32,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -66,6 +67,18 @@ def run_worker(arguments: list[str], log_path: str, environment: dict[str, str])
     asks the worker to stop (SIGTERM: it queues its job again); a killed Ray worker takes the
     worker with it, and the worker its torchrun ranks (:mod:`tunesmith.service.parent_death`)."""
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    # ray.cancel's interrupt is a simulated SIGINT, which Python drops where SIGINT is ignored (a Ray
+    # started in the background by a non-interactive shell inherits that): handle it for this task.
+    interruptible = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if interruptible else None
+    try:
+        return _run_child(arguments, log_path, environment)
+    finally:
+        if interruptible:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _run_child(arguments: list[str], log_path: str, environment: dict[str, str]) -> int:
     with open(log_path, "ab") as log_file:
         child = subprocess.Popen([sys.executable, *arguments], env={**os.environ, **environment, parent_death.VARIABLE: "1"},
                                  stdout=log_file, stderr=log_file, preexec_fn=parent_death.die_with_parent)
