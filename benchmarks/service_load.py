@@ -16,7 +16,7 @@ that did not complete.
 
 Training is stubbed by ``service_load_server.NoopExecutor``: the real supervisor claims the jobs and watches
 the handles, and each "worker" is a thread in the server that does to the job's row what
-:mod:`tunesmith.service.worker` does (started, the three phases, a training loss, a registered
+:mod:`tunesmith.jobs.worker` does (started, the three phases, a training loss, a registered
 custom model, Completed); the clients are in ``service_load_clients.py``. Trade-offs:
 
 - The threads share the server's GIL, which real worker processes do not; they hold it for a
@@ -49,8 +49,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tunesmith.service.settings import DATABASE_URL_VARIABLE
-from tunesmith.service.store import CustomModel, Job, JobStore
+from tunesmith.jobs.settings import DATABASE_URL_VARIABLE
+from tunesmith.jobs.store import CustomModel, Job, JobStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

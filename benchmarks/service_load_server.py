@@ -2,7 +2,7 @@
 ``service_load.py --serve`` entry that runs the real app and supervisor with it.
 
 Each "worker" is a thread in the server that does to the job's row what
-:mod:`tunesmith.service.worker` does (started, the three phases, a training loss, a registered
+:mod:`tunesmith.jobs.worker` does (started, the three phases, a training loss, a registered
 custom model, Completed), and appends every launch, cancel before start, and start to a file the
 benchmark reads afterwards to count duplicate runs.
 """
@@ -16,19 +16,19 @@ import threading
 import traceback
 from pathlib import Path
 
-from tunesmith.service import lifecycle, wire
-from tunesmith.service.device_pool import DevicePool
-from tunesmith.service.layout import JobFolder
-from tunesmith.service.lifecycle import Phase, TransitionError
-from tunesmith.service.settings import DATABASE_URL_VARIABLE, ServiceSettings
-from tunesmith.service.store import CustomModel, Job, JobStore, new_id
+from tunesmith.jobs import arns, lifecycle
+from tunesmith.jobs.device_pool import DevicePool
+from tunesmith.jobs.layout import JobFolder
+from tunesmith.jobs.lifecycle import Phase, TransitionError
+from tunesmith.jobs.settings import DATABASE_URL_VARIABLE, ServiceSettings
+from tunesmith.jobs.store import CustomModel, Job, JobStore, new_id
 
 LOSS = 0.5
 """The training loss every no-op job reports."""
 
 
 class NoopWorker:
-    """A job's simulated worker (:class:`~tunesmith.service.executors.WorkerHandle`): a thread."""
+    """A job's simulated worker (:class:`~tunesmith.jobs.executors.WorkerHandle`): a thread."""
 
     def __init__(self, pid: int):
         self.pid, self.code = pid, None
@@ -146,7 +146,7 @@ class NoopExecutor:
         with self.store.session() as session:
             job = session.get(Job, job_id)
             model_id = new_id()
-            arn = wire.model_arn(job.spec.base_model_id, model_id)
+            arn = arns.model_arn(job.spec.base_model_id, model_id)
             session.add(CustomModel(
                 id=model_id, arn=arn, name=job.output_model_name, job_arn=job.arn, job_name=job.name,
                 base_model_arn=job.base_model_arn, customization_type=job.customization_type, status="Active",
@@ -160,7 +160,7 @@ def serve(arguments: argparse.Namespace) -> None:
     """One server (``--serve``): the real app and supervisor, the no-op executor, uvicorn."""
     import uvicorn
 
-    from tunesmith.service.app import create_app
+    from tunesmith.server import create_app
 
     settings = ServiceSettings(home=arguments.home, database_url=os.environ[DATABASE_URL_VARIABLE], allowed_roots=[arguments.allow],
                                concurrency=arguments.concurrency, devices=["cpu"], device="cpu", node_name=arguments.node_name,

@@ -92,7 +92,7 @@ class ApiOnlyServer:
 
         import uvicorn
 
-        from tunesmith.service.app import ServiceSettings, create_app
+        from tunesmith.server import ServiceSettings, create_app
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

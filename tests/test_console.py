@@ -13,13 +13,13 @@ from pydantic import ValidationError
 
 from conftest import arithmetic, write_jsonl
 from tunesmith.advisor import recommend
+from tunesmith.api.errors import describe
+from tunesmith.api.protocol import ConverseRequest
 from tunesmith.console import login, routes
 from tunesmith.hyperparameters import TABLE, format_value
-from tunesmith.service.app import ServiceSettings, create_app
-from tunesmith.service.errors import describe
-from tunesmith.service.layout import JobFolder
-from tunesmith.service.protocol import ConverseRequest
-from tunesmith.service.store import CustomModel, Deployment, utcnow
+from tunesmith.jobs.layout import JobFolder
+from tunesmith.jobs.store import CustomModel, Deployment, utcnow
+from tunesmith.server import ServiceSettings, create_app
 from tunesmith.tiers import MICRO
 
 STATIC = Path(__file__).parents[1] / "src" / "tunesmith" / "console" / "static"

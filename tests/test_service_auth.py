@@ -8,7 +8,7 @@ from botocore import UNSIGNED
 
 from conftest import arithmetic, write_jsonl
 from service_harness import ApiOnlyServer
-from tunesmith.service.auth import parse_credentials
+from tunesmith.api.auth import parse_credentials
 
 ROLE = "arn:aws:iam::123456789012:role/tunesmith"
 

@@ -13,8 +13,8 @@ from conftest import arithmetic, write_jsonl
 from service_harness import ApiOnlyServer, Server, wait_for
 from tunesmith import devices
 from tunesmith.devices import DeviceError
-from tunesmith.service.device_pool import DevicePool, parse_devices, visible_devices
-from tunesmith.service.executors import local as local_executor
+from tunesmith.jobs.device_pool import DevicePool, parse_devices, visible_devices
+from tunesmith.jobs.executors import local as local_executor
 
 ROLE = "arn:aws:iam::123456789012:role/tunesmith"
 
@@ -202,7 +202,7 @@ def test_concurrent_jobs_get_disjoint_devices_and_wait_for_enough(tmp_path, fake
         supervisor.tick()
         one, pair = fake_workers
         assert (one.env["CUDA_VISIBLE_DEVICES"], pair.env["CUDA_VISIBLE_DEVICES"]) == ("0", "1,2")
-        assert one.command[1:3] == ["-m", "tunesmith.service.worker"] and one.command[-2:] == ["--device", "cuda"]
+        assert one.command[1:3] == ["-m", "tunesmith.jobs.worker"] and one.command[-2:] == ["--device", "cuda"]
         assert pair.command[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m"]
         assert record(server.url, "one")["devices"] == ["cuda:0"]
         assert record(server.url, "pair")["devices"] == ["cuda:1", "cuda:2"]
@@ -217,8 +217,8 @@ def test_concurrent_jobs_get_disjoint_devices_and_wait_for_enough(tmp_path, fake
 
 
 def test_a_job_that_can_no_longer_get_its_devices_fails_clearly(tmp_path, fake_workers):
-    from tunesmith.service.settings import ServiceSettings
-    from tunesmith.service.supervisor import Supervisor
+    from tunesmith.jobs.settings import ServiceSettings
+    from tunesmith.jobs.supervisor import Supervisor
 
     write_jsonl(tmp_path / "t.jsonl", arithmetic(20))
     with ApiOnlyServer(tmp_path / "home", tmp_path, devices=["cuda:0", "cuda:1"]) as server:
@@ -247,7 +247,7 @@ def test_cpu_servers_hide_gpus_and_run_several_ranks_under_torchrun(tmp_path, fa
 
 def test_the_job_record_states_devices_precision_and_world_size(tmp_path, fake_workers):
     from tunesmith.devices import place
-    from tunesmith.service.worker import JobWorker
+    from tunesmith.jobs.worker import JobWorker
     from tunesmith.training.distributed import World
 
     write_jsonl(tmp_path / "t.jsonl", arithmetic(20))

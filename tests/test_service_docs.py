@@ -88,7 +88,7 @@ def test_every_route_the_app_serves_is_in_the_schema_or_deliberately_not():
 
     from fastapi.routing import APIRoute
 
-    from tunesmith.service.app import ServiceSettings, create_app
+    from tunesmith.server import ServiceSettings, create_app
 
     app = create_app(ServiceSettings(home=tempfile.mkdtemp(), run_workers=False, devices=["cpu"]))
     hidden = {route.path for route in app.routes if isinstance(route, APIRoute) and not route.include_in_schema}

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from test_service_store import _queued_job
-from tunesmith.service import lifecycle
-from tunesmith.service.layout import JobFolder
-from tunesmith.service.settings import ServiceSettings
-from tunesmith.service.store import Job, JobStore
-from tunesmith.service.supervisor import MAX_ATTEMPTS, Supervisor
+from tunesmith.jobs import lifecycle
+from tunesmith.jobs.layout import JobFolder
+from tunesmith.jobs.settings import ServiceSettings
+from tunesmith.jobs.store import Job, JobStore
+from tunesmith.jobs.supervisor import MAX_ATTEMPTS, Supervisor
 from tunesmith.training.checkpoints import checkpoint_path
 
 

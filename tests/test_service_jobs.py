@@ -258,7 +258,7 @@ def test_a_job_duplicates_its_data_as_train_duplicate_does(tmp_path):
     from test_service_devices import post, request_body
     from tunesmith.datasets import DatasetKind
     from tunesmith.datasets.duplicate import MAX_FACTOR
-    from tunesmith.service.worker import JobWorker
+    from tunesmith.jobs.worker import JobWorker
 
     write_jsonl(tmp_path / "t.jsonl", arithmetic(20))
     with ApiOnlyServer(tmp_path / "home", tmp_path) as server:

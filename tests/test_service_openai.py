@@ -12,8 +12,8 @@ import pytest
 
 from service_harness import ApiOnlyServer
 from tunesmith.evaluation.generation import Completion, GenerationSettings, completion_of, first_stop, generate
-from tunesmith.service import wire
-from tunesmith.service.store import CustomModel, new_id
+from tunesmith.jobs import arns
+from tunesmith.jobs.store import CustomModel, new_id
 
 QUESTION = "What is 2 plus 2?"
 MESSAGES = [{"role": "user", "content": QUESTION}]
@@ -192,10 +192,10 @@ def test_stream_without_usage_has_none_and_ends_with_done(served):
 def add_custom_model(server, folder, name: str) -> str:
     """An Active custom model row pointing at a model folder (what a finished job leaves)."""
     store, model_id = server.app.state.store, new_id()
-    arn = wire.model_arn("amazon.nova-micro-v1:0:128k", model_id)
+    arn = arns.model_arn("amazon.nova-micro-v1:0:128k", model_id)
     with store.session() as session:
         session.add(CustomModel(id=model_id, arn=arn, name=name, job_arn="arn:aws:bedrock:us-east-1:123456789012:model-customization-job/x",
-                                job_name="x", base_model_arn=wire.foundation_model_arn("amazon.nova-micro-v1:0:128k"),
+                                job_name="x", base_model_arn=arns.foundation_model_arn("amazon.nova-micro-v1:0:128k"),
                                 customization_type="FINE_TUNING", status="Active", folder=str(folder)))
         session.commit()
     return arn

@@ -20,7 +20,7 @@ import pytest
 from conftest import arithmetic, write_jsonl
 from service_harness import Server, free_port, wait_for
 from test_service_jobs import create
-from tunesmith.service.store import Job, JobStore
+from tunesmith.jobs.store import Job, JobStore
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'tunesmith[ray]')")
 SHORT = {"epochCount": "1", "learningRate": "0.0001", "learningRateWarmupSteps": "0"}

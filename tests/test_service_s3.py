@@ -27,7 +27,7 @@ def s3(tmp_path, tiny_model, monkeypatch):
     for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
                        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}"}.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr("tunesmith.service.artifacts.RETRY_SECONDS", 0.0)
+    monkeypatch.setattr("tunesmith.jobs.artifacts.RETRY_SECONDS", 0.0)
     client = boto3.client("s3")
     client.create_bucket(Bucket="out")
     write_jsonl(tmp_path / "t.jsonl", arithmetic(40))
@@ -51,7 +51,7 @@ def create_job(tmp_path, name):
 
 
 def worker(store, home, job_id, stop_at=None):
-    from tunesmith.service.worker import JobWorker
+    from tunesmith.jobs.worker import JobWorker
 
     job_worker = JobWorker(store, home, job_id, save_every=2, device="cpu")
     if stop_at is not None:  # as SIGTERM does: the job goes back to the queue, its checkpoint behind it
@@ -60,8 +60,8 @@ def worker(store, home, job_id, stop_at=None):
 
 
 def test_another_host_resumes_from_s3_and_serves_the_model(tmp_path, s3):
-    from tunesmith.service.layout import JobFolder
-    from tunesmith.service.store import Job
+    from tunesmith.jobs.layout import JobFolder
+    from tunesmith.jobs.store import Job
 
     store, job_id = create_job(tmp_path, "moving")
     prefix = f"jobs/model-customization-job-{job_id}"
@@ -101,12 +101,12 @@ def test_another_host_resumes_from_s3_and_serves_the_model(tmp_path, s3):
 
 
 def test_a_failed_checkpoint_upload_fails_the_job_with_the_reason(tmp_path, s3, monkeypatch):
-    from tunesmith.service.store import Job
+    from tunesmith.jobs.store import Job
 
     def refuse(folder, uri, last=None):
         raise ConnectionError("connection reset by peer")
 
-    monkeypatch.setattr("tunesmith.service.artifacts.upload_folder", refuse)
+    monkeypatch.setattr("tunesmith.jobs.artifacts.upload_folder", refuse)
     store, job_id = create_job(tmp_path, "unlucky")
     worker(store, tmp_path / "host-a", job_id).execute()
     with store.session() as session:
@@ -123,8 +123,8 @@ def upload_model(client, name, size):
 
 
 def test_model_cache_evicts_the_least_recently_used_model_not_in_use(tmp_path, s3):
-    from tunesmith.service.errors import ServiceUnavailableException, ValidationException
-    from tunesmith.service.model_downloads import ModelDownloads
+    from tunesmith.inference.model_downloads import ModelDownloads
+    from tunesmith.jobs.errors import ServiceUnavailableException, ValidationException
 
     for name in ("a", "b", "c"):
         upload_model(s3, name, 1000)
@@ -146,7 +146,7 @@ def test_model_cache_evicts_the_least_recently_used_model_not_in_use(tmp_path, s
 def test_a_model_that_cannot_be_downloaded_is_a_clear_error(tmp_path, s3):
     from botocore.exceptions import ClientError
 
-    from tunesmith.service.store import CustomModel
+    from tunesmith.jobs.store import CustomModel
 
     with ApiOnlyServer(tmp_path / "home", tmp_path, device="cpu") as server:
         store = server.app.state.store

@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import arithmetic, write_jsonl
 from service_harness import Server, wait_for
 from test_service_jobs import create
-from tunesmith.service.store import Job, JobStore
+from tunesmith.jobs.store import Job, JobStore
 
 LEASE_SECONDS = "4"
 SHORT = {"epochCount": "1", "learningRate": "0.0001", "learningRateWarmupSteps": "0"}

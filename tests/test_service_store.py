@@ -8,8 +8,9 @@ import sqlite3
 import pytest
 from sqlalchemy import inspect
 
-from tunesmith.service import lifecycle, wire
-from tunesmith.service.store import Base, CustomModel, Deployment, Job, JobStore, StoreError, new_id, utcnow
+from tunesmith.api import wire
+from tunesmith.jobs import arns, lifecycle
+from tunesmith.jobs.store import Base, CustomModel, Deployment, Job, JobStore, StoreError, new_id, utcnow
 
 LEGACY_REQUEST = {
     "jobName": "old-job", "customModelName": "old-model", "roleArn": "arn:aws:iam::123456789012:role/r",
@@ -58,15 +59,15 @@ def _old_database(path, schema: str) -> None:
             request = {**LEGACY_REQUEST, "jobName": name, "customModelName": f"{name}-model"}
             columns = ("id, arn, name, request, base_model_arn, customization_type, output_model_name, status, phases, "
                        "validation_losses, checkpoints, stop_requested, worker_pid, attempts, created, modified")
-            values = [f"job{i:09d}", wire.job_arn("amazon.nova-micro-v1:0:128k", f"job{i:09d}"), name, wire_json(request),
-                      wire.foundation_model_arn("amazon.nova-micro-v1:0:128k"), "FINE_TUNING", f"{name}-model", status,
+            values = [f"job{i:09d}", arns.job_arn("amazon.nova-micro-v1:0:128k", f"job{i:09d}"), name, wire_json(request),
+                      arns.foundation_model_arn("amazon.nova-micro-v1:0:128k"), "FINE_TUNING", f"{name}-model", status,
                       wire_json(lifecycle.new_phases()), "[]", "[]", 0, 4242 if status == "InProgress" else None, 1, now, now]
             if with_details:
                 columns, values = columns + ", details", [*values, '{"warnings": ["kept"]}']
             connection.execute(f"INSERT INTO jobs ({columns}) VALUES ({', '.join('?' * len(values))})", values)
         connection.execute("INSERT INTO custom_models VALUES (?, ?, 'old-job-model', ?, 'old-job', ?, 'FINE_TUNING', 'Active', "
                            "'/srv/model', '{}', ?)", ("model0000000", "arn:aws:bedrock:us-east-1:123456789012:custom-model/m",
-                                                      wire.job_arn("amazon.nova-micro-v1:0:128k", "job000000000"), "base", now))
+                                                      arns.job_arn("amazon.nova-micro-v1:0:128k", "job000000000"), "base", now))
         connection.execute("INSERT INTO deployments VALUES ('dep000000000', 'arn:dep', 'old-deployment', ?, NULL, NULL, 'Active', ?, ?)",
                            ("arn:aws:bedrock:us-east-1:123456789012:custom-model/m", now, now))
 
@@ -136,8 +137,8 @@ def _queued_job(store: JobStore, name: str = "queued") -> str:
     job_id = new_id()
     with store.session() as session:
         request = {**LEGACY_REQUEST, "jobName": name, "customModelName": f"{name}-model"}
-        session.add(Job(id=job_id, arn=wire.job_arn("amazon.nova-micro-v1:0:128k", job_id), name=name, spec_json=request,
-                        base_model_arn=wire.foundation_model_arn("amazon.nova-micro-v1:0:128k"), customization_type="FINE_TUNING",
+        session.add(Job(id=job_id, arn=arns.job_arn("amazon.nova-micro-v1:0:128k", job_id), name=name, spec_json=request,
+                        base_model_arn=arns.foundation_model_arn("amazon.nova-micro-v1:0:128k"), customization_type="FINE_TUNING",
                         output_model_name=f"{name}-model", status="InProgress", phases=lifecycle.new_phases(),
                         validation_losses=[], checkpoints=[], created=utcnow(), modified=utcnow()))
         session.commit()
@@ -183,8 +184,8 @@ def test_two_servers_claim_one_job_and_one_wins(database_url):
 
 
 def _supervisor(tmp_path, database_url: str, node: str, lease_seconds: float = 30):
-    from tunesmith.service.settings import ServiceSettings
-    from tunesmith.service.supervisor import Supervisor
+    from tunesmith.jobs.settings import ServiceSettings
+    from tunesmith.jobs.supervisor import Supervisor
 
     settings = ServiceSettings(home=tmp_path / "home", database_url=database_url, run_workers=False, devices=["cpu"],
                                node_name=node, lease_seconds=lease_seconds)
@@ -195,8 +196,8 @@ def _supervisor(tmp_path, database_url: str, node: str, lease_seconds: float = 3
 
 @pytest.mark.parametrize("checkpoint", ["local", "s3", None], ids=["checkpoint", "s3-checkpoint", "none"])
 def test_a_lapsed_lease_is_taken_over_by_another_node_and_a_live_one_is_not(tmp_path, database_url, checkpoint):
-    from tunesmith.service.layout import JobFolder
-    from tunesmith.service.supervisor import NO_CHECKPOINT_LAPSED
+    from tunesmith.jobs.layout import JobFolder
+    from tunesmith.jobs.supervisor import NO_CHECKPOINT_LAPSED
     from tunesmith.training.checkpoints import checkpoint_path
 
     other = _supervisor(tmp_path, database_url, "node-b")
@@ -243,8 +244,8 @@ def test_a_restarted_server_checks_only_its_own_nodes_pids(tmp_path, database_ur
 
 
 def test_the_worker_gets_the_database_url_from_the_environment_not_its_command_line(tmp_path):
-    from tunesmith.service.executors.local import worker_command
-    from tunesmith.service.settings import ServiceSettings
+    from tunesmith.jobs.executors.local import worker_command
+    from tunesmith.jobs.settings import ServiceSettings
 
     url = "postgresql+psycopg://tune:hunter2@db.internal:5432/jobs"
     settings = ServiceSettings(home=tmp_path / "home", database_url=url, devices=["cpu"])
@@ -257,8 +258,8 @@ def test_a_dead_orphaned_worker_releases_its_job(tmp_path):
     """A worker that outlived an earlier server dies later: the running supervisor notices."""
     import subprocess
 
-    from tunesmith.service.settings import ServiceSettings
-    from tunesmith.service.supervisor import NO_CHECKPOINT, Supervisor
+    from tunesmith.jobs.settings import ServiceSettings
+    from tunesmith.jobs.supervisor import NO_CHECKPOINT, Supervisor
 
     settings = ServiceSettings(home=tmp_path / "home", run_workers=False, devices=["cpu"])
     store = JobStore(settings.database_url)
@@ -308,7 +309,7 @@ def test_serve_warns_of_a_password_on_its_command_line_and_reads_a_url_file(tmp_
 
 
 def test_a_workers_heartbeat_renews_its_claim_until_the_job_is_no_longer_its_own(database_url):
-    from tunesmith.service.heartbeat import LeaseHeartbeat
+    from tunesmith.jobs.heartbeat import LeaseHeartbeat
 
     store = JobStore(database_url)
     job_id = _queued_job(store)

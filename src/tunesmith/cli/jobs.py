@@ -13,13 +13,13 @@ from urllib.parse import quote
 
 import click
 
+from tunesmith.api.protocol import JobStatusName
 from tunesmith.cli.options import hyperparameter_flags, hyperparameter_options, json_option
 from tunesmith.cli.render import console, fail, print_json, table
 from tunesmith.client import add_tunesmith_config, bedrock, signed_get
 from tunesmith.datasets.duplicate import MAX_FACTOR
-from tunesmith.service.device_pool import MAX_JOB_DEVICES
-from tunesmith.service.lifecycle import ACTIVE
-from tunesmith.service.protocol import JobStatusName
+from tunesmith.jobs.device_pool import MAX_JOB_DEVICES
+from tunesmith.jobs.lifecycle import ACTIVE
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 ROLE = "arn:aws:iam::123456789012:role/tunesmith"

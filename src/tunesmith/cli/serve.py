@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from tunesmith.cli.options import DEVICE_HELP
+from tunesmith.jobs.logs import LOG_LEVELS
+from tunesmith.jobs.settings import DATABASE_URL_VARIABLE, DEFAULT_LEASE_SECONDS, DEFAULT_REGION
 from tunesmith.models.config import home as default_home
-from tunesmith.service.observability import LOG_LEVELS
-from tunesmith.service.settings import DATABASE_URL_VARIABLE, DEFAULT_LEASE_SECONDS, DEFAULT_REGION
 
 
 @click.command()
@@ -65,14 +65,14 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, data
     """
     import uvicorn
 
+    from tunesmith.api.auth import parse_credentials
     from tunesmith.cli.errors import user_errors
     from tunesmith.cli.render import fail
-    from tunesmith.service.app import create_app
-    from tunesmith.service.auth import parse_credentials
-    from tunesmith.service.device_pool import DevicePool, parse_devices
-    from tunesmith.service.executors import make_executor
-    from tunesmith.service.observability import configure_logging, safe_database_url
-    from tunesmith.service.settings import ServiceSettings
+    from tunesmith.jobs.device_pool import DevicePool, parse_devices
+    from tunesmith.jobs.executors import make_executor
+    from tunesmith.jobs.logs import configure_logging, safe_database_url
+    from tunesmith.jobs.settings import ServiceSettings
+    from tunesmith.server import create_app
 
     try:
         credentials = parse_credentials(list(credential_items))

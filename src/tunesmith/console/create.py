@@ -2,10 +2,10 @@
 recommendation for the chosen data (fetched by htmx as the data path changes), and the data's
 problems (``file:line``) before anything is submitted.
 
-The form is turned into the API's :class:`~tunesmith.service.protocol.CreateJobRequest` and
-created by the API's own route function (:func:`tunesmith.service.jobs.create_job`): the
+The form is turned into the API's :class:`~tunesmith.api.protocol.CreateJobRequest` and
+created by the API's own route function (:func:`tunesmith.api.job_routes.create_job`): the
 same validation, conflicts and idempotency as ``CreateModelCustomizationJob``. Data is read
-only inside the server's allowed folders (:func:`~tunesmith.service.uris.check_uri`), as jobs do.
+only inside the server's allowed folders (:func:`~tunesmith.jobs.uris.check_uri`), as jobs do.
 """
 
 from __future__ import annotations
@@ -21,17 +21,18 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from tunesmith.advisor import Advice, advise_dataset
+from tunesmith.api import job_routes as job_routes
+from tunesmith.api.dependencies import SessionDep, SettingsDep, StoreDep
+from tunesmith.api.errors import describe
+from tunesmith.api.protocol import PATTERN_MEANINGS, PRINTABLE, CreateJobRequest
 from tunesmith.console.html import ConsoleRoute, read_form, render
 from tunesmith.datasets import DatasetKind, ValidationReport, validate_dataset
 from tunesmith.hyperparameters import TABLE, HyperparameterError, format_value
-from tunesmith.service import jobs as job_routes
-from tunesmith.service.dependencies import SessionDep, SettingsDep, StoreDep
-from tunesmith.service.errors import ServiceError, describe
-from tunesmith.service.protocol import PATTERN_MEANINGS, PRINTABLE, CreateJobRequest
-from tunesmith.service.settings import ServiceSettings
-from tunesmith.service.spec import SUPPORTED_TYPES
-from tunesmith.service.uris import check_uri, is_s3, local_path
-from tunesmith.service.worker import KINDS
+from tunesmith.jobs.errors import ServiceError
+from tunesmith.jobs.settings import ServiceSettings
+from tunesmith.jobs.spec import SUPPORTED_TYPES
+from tunesmith.jobs.uris import check_uri, is_s3, local_path
+from tunesmith.jobs.worker import KINDS
 from tunesmith.tiers import TIERS, ModelTier, UnknownModelError, resolve_tier
 
 router = APIRouter(route_class=ConsoleRoute)

@@ -18,7 +18,8 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
-from tunesmith.service.errors import ServiceError, ValidationException, describe
+from tunesmith.api.errors import describe
+from tunesmith.jobs.errors import ServiceError, ValidationException
 
 log = logging.getLogger("tunesmith.console")
 HERE = Path(__file__).parent

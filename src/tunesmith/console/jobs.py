@@ -9,15 +9,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.responses import Response
 
+from tunesmith.api import job_routes as job_routes
+from tunesmith.api.dependencies import SessionDep, SettingsDep, StoreDep
 from tunesmith.console.html import ConsoleRoute, error_page, render
 from tunesmith.console.progress import job_progress, loss_series, read_events, shown_fields
 from tunesmith.hyperparameters import TABLE
-from tunesmith.service import jobs as job_routes
-from tunesmith.service.dependencies import SessionDep, SettingsDep, StoreDep
-from tunesmith.service.errors import ResourceNotFoundException, ServiceError
-from tunesmith.service.layout import JobFolder
-from tunesmith.service.lifecycle import ACTIVE
-from tunesmith.service.store import Job
+from tunesmith.jobs.errors import ResourceNotFoundException, ServiceError
+from tunesmith.jobs.layout import JobFolder
+from tunesmith.jobs.lifecycle import ACTIVE
+from tunesmith.jobs.store import Job
 
 router = APIRouter(route_class=ConsoleRoute)
 MAX_LISTED = 200

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 from starlette.responses import Response
 
+from tunesmith.api.dependencies import SessionDep
 from tunesmith.console.html import ConsoleRoute, render
-from tunesmith.service.dependencies import SessionDep
-from tunesmith.service.store import CustomModel, Deployment
+from tunesmith.jobs.store import CustomModel, Deployment
 
 router = APIRouter(route_class=ConsoleRoute)
 MAX_LISTED = 200

@@ -2,7 +2,7 @@
 
 The browser posts a ConverseRequest plus ``modelId``; the answer comes back as server-sent
 events (``delta`` pieces, then ``done`` with the stop reason and token counts, or ``error``)
-from :func:`tunesmith.service.inference.stream`, the generator ConverseStream uses, on the
+from :func:`tunesmith.inference.model_cache.stream`, the generator ConverseStream uses, on the
 runtime's own threads.
 """
 
@@ -16,13 +16,15 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from tunesmith.api.dependencies import SessionDep, StoreDep
+from tunesmith.api.errors import describe
+from tunesmith.api.protocol import ConverseRequest, Identifier
+from tunesmith.api.runtime_routes import chat_from, generation_threads as runtime_threads, settings_from
 from tunesmith.console.html import ConsoleRoute, log, render
 from tunesmith.console.models import custom_models, deployments
-from tunesmith.service.dependencies import SessionDep, StoreDep
-from tunesmith.service.errors import ServiceError, describe
-from tunesmith.service.inference import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, chat_from, settings_from, stream
-from tunesmith.service.protocol import ConverseRequest, Identifier
-from tunesmith.service.runtime import _threads as runtime_threads, model_spec
+from tunesmith.inference.answers import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, stream
+from tunesmith.inference.model_ids import resolve_model_id as model_spec
+from tunesmith.jobs.errors import ServiceError
 from tunesmith.tiers import TIERS
 
 router = APIRouter(route_class=ConsoleRoute)

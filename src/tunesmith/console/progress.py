@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunesmith.service.lifecycle import ACTIVE, Phase, PhaseStatus
-from tunesmith.service.store import Job
+from tunesmith.jobs.lifecycle import ACTIVE, Phase, PhaseStatus
+from tunesmith.jobs.store import Job
 
 TAIL_BYTES = 64 * 1024
 """How much of the end of the events file the jobs list reads for the latest step."""
