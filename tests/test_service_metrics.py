@@ -190,12 +190,12 @@ def test_supervisor_logs_created_started_and_a_worker_that_died(api, monkeypatch
     supervisor.tick()
     FakeWorker.started[0].code = -9
     supervisor.tick()
-    lines = [r.getMessage() for r in caplog.records if r.name == "tunesmith.api.job_routes"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "tunesmith.service.jobs"]
     assert lines[0] == "job doomed created: FINE_TUNING of amazon.nova-micro-v1:0:128k"
     assert lines[1] == f"job doomed started: worker pid {FakeWorker.started[0].pid} on cpu"
     assert lines[2].startswith(f"job doomed: its worker (worker pid {FakeWorker.started[0].pid} on cpu) died (exit code -9); see ")
     assert lines[3].startswith("job doomed failed: the worker process exited unexpectedly (exit code -9)")
-    assert [r.levelname for r in caplog.records if r.name == "tunesmith.api.job_routes"] == ["INFO", "INFO", "WARNING", "INFO"]
+    assert [r.levelname for r in caplog.records if r.name == "tunesmith.service.jobs"] == ["INFO", "INFO", "WARNING", "INFO"]
     assert scrape(server.url)[("tunesmith_jobs", (("status", "Failed"),))] == 1
 
 
@@ -246,7 +246,7 @@ def test_serve_logs_requests_and_a_job_from_created_to_completed(tmp_path, tiny_
     assert re.search(r"INFO tunesmith.service: tunesmith serve on http://127\.0\.0\.1:\d+: home .*, database sqlite:///", log)
     assert re.search(r"INFO tunesmith.access: POST /model-customization-jobs 201 \d+\.\dms 127\.0\.0\.1:\d+", log)
     for pattern in (r"job logged created: ", r"job logged started: worker pid \d+ on cpu", r"job logged completed: model arn:aws:bedrock:"):
-        assert re.search(r"INFO tunesmith.api.job_routes: " + pattern, log), pattern
+        assert re.search(r"INFO tunesmith.service.jobs: " + pattern, log), pattern
     job_id = arn.rsplit("/", 1)[1]
     worker_log = (tmp_path / "home" / "jobs" / f"{job_id}.log").read_text()
     assert re.search(rf"job logged \({job_id}\) started: attempt 1", worker_log) and f"job {job_id} completed" in worker_log

@@ -1,6 +1,7 @@
-"""The ASGI app: Bedrock's model-customization control plane, wire-compatible with botocore.
+"""The app factory: the HTTP layer (:mod:`tunesmith.api`), the console, the job service's supervisor and
+the inference model cache, wired into one ASGI app, wire-compatible with botocore.
 
-Routes (botocore ``bedrock`` client, apiVersion 2023-04-20), in ``jobs.py`` and ``deployments.py``:
+Routes (botocore ``bedrock`` client, apiVersion 2023-04-20), in ``api/job_routes.py`` and ``api/deployment_routes.py``:
   POST   /model-customization-jobs                      CreateModelCustomizationJob
   GET    /model-customization-jobs                      ListModelCustomizationJobs
   GET    /model-customization-jobs/{job}                GetModelCustomizationJob
@@ -10,16 +11,16 @@ Routes (botocore ``bedrock`` client, apiVersion 2023-04-20), in ``jobs.py`` and 
   GET    /custom-models, /custom-models/{model}         ListCustomModels, GetCustomModel
   DELETE /custom-models/{model}                         DeleteCustomModel
   POST/GET/DELETE /model-customization/custom-model-deployments[/{id}]   deployments
-and the runtime (botocore ``bedrock-runtime``), in ``runtime.py``:
+and the runtime (botocore ``bedrock-runtime``), in ``api/runtime_routes.py``:
   POST   /model/{modelId}/converse, /converse-stream, /invoke
-and an OpenAI-compatible API (the ``openai`` SDKs), in ``openai_api.py``: POST /v1/chat/completions, GET /v1/models[/{id}]
+and an OpenAI-compatible API (the ``openai`` SDKs), in ``api/openai_routes.py``: POST /v1/chat/completions, GET /v1/models[/{id}]
 
-Also GET /metrics for Prometheus (``metrics.py``), and /docs and /redoc on local assets (``docs.py``);
-each request is logged and timed (``observability.py``).
+Also GET /metrics for Prometheus (``api/metrics.py``), and /docs and /redoc on local assets (``api/docs.py``);
+each request is logged and timed (``api/observability.py``).
 
-Request and response bodies are the typed models of ``protocol.py``; every error carries
-``x-amzn-ErrorType`` (``errors.py``); bodies over ``max_body_bytes`` are refused unread
-(``body_limit.py``); SigV4 is checked when credentials are set (``auth.py``).
+Request and response bodies are the typed models of ``api/protocol.py``; every error carries
+``x-amzn-ErrorType`` (``api/errors.py``); bodies over ``max_body_bytes`` are refused unread
+(``api/body_limit.py``); SigV4 is checked when credentials are set (``api/auth.py``).
 """
 
 from __future__ import annotations

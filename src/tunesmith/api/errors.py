@@ -4,7 +4,7 @@ botocore turns these into ``client.exceptions.<Name>``. Every error the server s
 this shape, including the ones FastAPI and Starlette raise themselves (unknown routes, wrong
 methods, bodies that do not parse or do not fit the request model, bodies over the size
 limit): :func:`install_handlers` maps them all. Under ``/v1/`` (the OpenAI-compatible API,
-``openai_api.py``) the body takes OpenAI's shape instead, ``{"error": {"message", "type",
+``openai_routes.py``) the body takes OpenAI's shape instead, ``{"error": {"message", "type",
 "param", "code"}}``, which the ``openai`` SDKs turn into ``openai.NotFoundError`` and friends.
 """
 

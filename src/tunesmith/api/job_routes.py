@@ -42,7 +42,7 @@ from tunesmith.jobs.store import CustomModel, Job, JobStore, new_id, utcnow
 from tunesmith.tiers import UnknownModelError, resolve_tier
 
 router = APIRouter()
-log = logging.getLogger("tunesmith.api.job_routes")
+log = logging.getLogger("tunesmith.service.jobs")
 MAX_EVENT_LINES = 100_000
 
 

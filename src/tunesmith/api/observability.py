@@ -1,8 +1,5 @@
-"""The server's logs: ``tunesmith serve --log-level``, and one access line per request.
-
-Everything tunesmith logs goes through stdlib ``logging`` under the ``tunesmith`` logger
-(``tunesmith.access`` for requests, ``tunesmith.api.job_routes`` for job lifecycle events),
-written to stderr by :func:`configure_logging`. An access line reads::
+"""The access log and request timing: one line per request (logging itself is set up by
+:func:`tunesmith.jobs.logs.configure_logging`). An access line reads::
 
     2026-05-01 12:00:00,123 INFO tunesmith.access: GET /model-customization-jobs 200 3.1ms 127.0.0.1:53412
 

@@ -1,6 +1,6 @@
 """The OpenAI-compatible API's wire protocol: typed request and response models (pydantic).
 
-The part of OpenAI's Chat Completions and Models APIs that ``openai_api.py`` serves. Requests
+The part of OpenAI's Chat Completions and Models APIs that ``openai_routes.py`` serves. Requests
 are strict, as the Bedrock ones are (``protocol.py``): wrong JSON types are refused, never
 coerced, and so are fields this server does not implement (``tools``, ``logprobs``,
 ``response_format``...), by name, rather than answered as if they had been honoured.

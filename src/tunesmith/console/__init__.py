@@ -3,7 +3,7 @@ advisor's recommendation, custom models and deployments, and a streaming playgro
 
 Server-rendered Jinja2 pages, htmx for the parts that refresh, uPlot for the charts; every
 asset is a file in ``static/`` (see its NOTICE.md), so the console works offline. The API's
-SigV4 check skips ``/console`` (``service.auth.OWN_LOGIN_PATHS``): the console logs its users
+SigV4 check skips ``/console`` (``tunesmith.api.auth.OWN_LOGIN_PATHS``): the console logs its users
 in itself (``login.py``).
 
     /console, /console/jobs          jobs: status, phase, progress, ETA (polled)

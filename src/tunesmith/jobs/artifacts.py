@@ -25,7 +25,7 @@ from pathlib import Path
 from tunesmith.jobs import uris
 from tunesmith.training.checkpoints import PREFIX, checkpoint_dir, list_checkpoints
 
-log = logging.getLogger("tunesmith.api.job_routes")
+log = logging.getLogger("tunesmith.service.jobs")
 ATTEMPTS = 3
 """Tries per upload or download (boto3 also retries each request itself)."""
 RETRY_SECONDS = 1.0

@@ -15,7 +15,7 @@ import threading
 from tunesmith.jobs import lifecycle
 from tunesmith.jobs.store import Job, JobStore
 
-log = logging.getLogger("tunesmith.api.job_routes")
+log = logging.getLogger("tunesmith.service.jobs")
 
 
 class LeaseHeartbeat:

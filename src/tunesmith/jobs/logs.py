@@ -1,7 +1,7 @@
 """Where tunesmith's server and workers log: ``tunesmith serve --log-level``.
 
 Everything tunesmith logs goes through stdlib ``logging`` under the ``tunesmith`` logger
-(``tunesmith.access`` for requests, ``tunesmith.api.job_routes`` for job lifecycle events),
+(``tunesmith.access`` for requests, ``tunesmith.service.jobs`` for job lifecycle events),
 written to stderr by :func:`configure_logging`. Database URLs reach a log only through
 :func:`safe_database_url`, their password masked.
 """

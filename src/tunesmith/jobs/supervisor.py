@@ -15,7 +15,7 @@ server and workers died, or lost the database), any server takes the job over as
 Workers find the database URL in ``TUNESMITH_DATABASE_URL``, never on their command line.
 
 Each event of a job's life it sees (started, completed, failed, stopped, worker died,
-queued again) is logged on ``tunesmith.api.job_routes``, one line each, in the server's log.
+queued again) is logged on ``tunesmith.service.jobs``, one line each, in the server's log.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from tunesmith.jobs.settings import ServiceSettings
 from tunesmith.jobs.store import Job, JobStore, utcnow
 from tunesmith.training.checkpoints import latest_checkpoint
 
-log = logging.getLogger("tunesmith.api.job_routes")
+log = logging.getLogger("tunesmith.service.jobs")
 POLL_SECONDS = 0.5
 NO_CHECKPOINT = ("the worker process stopped before the first checkpoint (server restart or crash); "
                  "nothing could be resumed: create the job again")

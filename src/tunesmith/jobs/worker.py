@@ -42,7 +42,7 @@ from tunesmith.training.checkpoints import checkpoint_path, latest_checkpoint, l
 from tunesmith.training.distributed import world_from_environment
 from tunesmith.training.metrics import EVENTS, TRAINING_CSV, VALIDATION_CSV
 
-log = logging.getLogger("tunesmith.api.job_routes")
+log = logging.getLogger("tunesmith.service.jobs")
 STOP_POLL_SECONDS = 1.0
 RANK_WAIT = dt.timedelta(hours=24)
 """How long ranks wait for rank 0 at a collective: a distillation's teacher phase runs first."""

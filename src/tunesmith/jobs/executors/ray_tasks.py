@@ -43,7 +43,7 @@ from tunesmith.jobs.layout import JobFolder
 from tunesmith.jobs.settings import DATABASE_URL_VARIABLE, ServiceSettings
 from tunesmith.jobs.store import Job, utcnow
 
-log = logging.getLogger("tunesmith.api.job_routes")
+log = logging.getLogger("tunesmith.service.jobs")
 FORWARDED_PREFIXES = ("TUNESMITH_", "AWS_", "HF_")
 """The server's environment variables its workers get on Ray nodes too (a Ray worker's own
 environment is its node's): tunesmith's (models, home), S3's endpoint and credentials, Hugging Face's."""
