@@ -4,13 +4,18 @@ Every route gets bodies, query strings and path ids that are wrong in the ways a
 careless clients are: wrong JSON types, missing and unknown fields, lengths past Bedrock's
 limits, backtracking bait for name patterns, NUL bytes and lone surrogates, UTF-16 and
 binary bodies, 10,000-deep nesting, integers past 64 bits, infinite timestamps, junk page
-tokens, unknown routes and methods. A thread polls ``/health`` all the while.
+tokens, unknown routes and methods. Every field that carries a path or URI (the create
+request's training, validation and output ``s3Uri``, the teacher, runtime and OpenAI model ids,
+job, model and deployment ids, list filters, the console's data paths) also gets locations
+that must never reach the file system unchecked: control characters raw and percent-encoded,
+double encoding, ``..``, paths outside the allowed roots, symlinks out of them, very long paths
+and odd schemes. A thread polls ``/health`` all the while.
 
 Run it against a server (``tunesmith serve --allow-path DIR``)::
 
-    python tests/fuzz_service.py --url http://127.0.0.1:8000 --cases 2500 --data-dir DIR
+    python tests/fuzz_service.py --url http://127.0.0.1:8000 --cases 3000 --data-dir DIR
 
-``tests/test_service_fuzz.py`` runs a few hundred cases of the same generator in CI.
+``tests/test_service_fuzz.py`` runs 3,000 cases of the same generator against a real ``tunesmith serve`` (``FUZZ_CASES`` changes that).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 ROLE = "arn:aws:iam::123456789012:role/tunesmith"
 REDOS_NAME = "a" + "-" * 61 + "!"
@@ -73,6 +78,8 @@ class Case:
     body: bytes | None = None
     headers: dict = field(default_factory=dict)
     what: str = ""
+    shaped: bool = True
+    """Its errors come in Bedrock's shape (the console's are pages for people)."""
 
 
 def raw_bodies(rng: random.Random, base: dict) -> list[tuple[bytes, str]]:
@@ -106,12 +113,87 @@ BAD_QUERIES = [
 ]
 
 
+ESCAPE = "escape"
+"""A symlink in the data folder to a folder outside it, where the caller made one."""
+
+
+def bad_uris(data_dir: str) -> list[str]:
+    """Locations to refuse (or, as ``%2500`` and a plain path's ``%00``, to read as literal names)."""
+    d = data_dir.rstrip("/")
+    raw = ["\x00", "\x01", "\n", "\r", "\t", "\x1b", "\x7f", "\x85", "\x9f", "\u2028"]
+    encoded = ["%00", "%0a", "%0D", "%1B", "%7f", "%C2%85", "%C0%80", "%E2%80%A8", "%ED%A0%80", "%ff", "%", "%zz"]
+    uris = [form.format(d=d, c=c) for c in raw for form in ("{d}/a{c}b.jsonl", "file://{d}/{c}", "s3://bucket/{c}key", "{c}")]
+    uris += [form.format(d=d, e=e) for e in encoded for form in ("file://{d}/a{e}b.jsonl", "file://localhost{d}/{e}", "{d}/{e}")]
+    uris += [  # decoded once, these stay literal names; decoded twice they would be NUL or ..
+        f"file://{d}/%2500", f"file://{d}/%25%30%30", f"file://{d}/%25252500", f"file://{d}/%252e%252e/%252e%252e/etc/passwd",
+    ]
+    uris += [
+        f"{d}/../../etc/passwd", f"file://{d}/%2e%2e/%2e%2e/etc/passwd", f"file://{d}/..%2F..%2Fetc%2Fpasswd", f"{d}/{ESCAPE}/passwd",
+        f"file://{d}/{ESCAPE}/x", f"{d}x/t.jsonl", "../../etc/passwd", "/etc/passwd", "file:///etc/shadow", "/", "file:///", ".",
+        "~", "~root/.ssh/id_rsa", "~no-such-user/x", "/proc/self/environ", "/dev/zero", "/dev/stdin",
+    ]
+    uris += ["/" + "a" * 1023, f"{d}/" + "a/" * 500, f"{d}/" + "a" * 256, f"file://{d}/" + "%41" * 330, f"file://{d}/" + "%2e%2e/" * 140]
+    uris += [
+        "http://example.com/x", "https://169.254.169.254/latest/meta-data", "ftp://x/y", "S3://b/k", "FILE:///etc/passwd",
+        "file:/etc/passwd", "file:etc/passwd", "file://evil.example/etc/passwd", "file://localhost/etc/passwd", f"file://{d}/x?y#z",
+        "s3:/b/k", "s3://", "s3:///k", "s3://b/%00", "data:text/plain,x", "javascript:alert(1)", "\\\\server\\share\\x", "C:\\x",
+        "file://", "", " ", f"{d}/\u202e.jsonl", "\ud800", f"{d}/\udfff",
+    ]
+    return uris
+
+
+URI_FIELDS = ["trainingDataConfig", "outputDataConfig", "validationDataConfig", "teacherModelIdentifier"]
+
+
+def _with_uri(body: dict, where: str, uri: str, data_dir: str, rng: random.Random) -> dict:
+    """``body`` (a create request) with ``uri`` in the field ``where``."""
+    if where == "validationDataConfig":
+        validators = [{"s3Uri": f"{data_dir}/v.jsonl"}, {"s3Uri": uri}]
+        body[where] = {"validators": rng.sample(validators, 2)}
+    elif where == "teacherModelIdentifier":
+        body["customizationType"] = "DISTILLATION"
+        body["customizationConfig"] = {"distillationConfig": {"teacherModelConfig": {where: uri}}}
+    else:
+        body[where] = {"s3Uri": uri}
+    return body
+
+
+def _quoted(uri: str) -> str:
+    """``uri`` as one path segment or query value: every reserved character (``/``, ``%``) encoded."""
+    return quote(uri, safe="", errors="surrogatepass")
+
+
+def uri_elsewhere(rng: random.Random, uri: str, data_dir: str, n: int) -> Case:
+    """A bad location in a field other than the create request's: ids, model ids, filters, console forms."""
+    json_headers, form_headers = {"Content-Type": "application/json"}, {"Content-Type": "application/x-www-form-urlencoded"}
+    chat = {"messages": [{"role": "user", "content": [{"text": "hi"}]}], "inferenceConfig": {"maxTokens": 4}}
+    form = {"job_name": f"fuzz-console-{n}", "model_name": f"fuzz-console-{n}", "base_model": "micro", "training": uri,
+            "output": f"{data_dir}/out", "validation": rng.choice(["", uri])}
+    choices = [
+        lambda: Case("POST", f"/model/{_quoted(uri)}/{rng.choice(['converse', 'converse-stream', 'invoke'])}",
+                     json.dumps(chat).encode(), json_headers, "URI as runtime model id"),
+        lambda: Case("POST", "/v1/chat/completions", json.dumps({"model": uri, "messages": [{"role": "user", "content": "hi"}],
+                                                                 "max_tokens": 4}).encode(), json_headers, "URI as OpenAI model"),
+        lambda: Case("GET", f"/v1/models/{_quoted(uri)}", what="URI as OpenAI model id"),
+        lambda: Case(rng.choice(["GET", "DELETE"]), rng.choice(ID_PATHS[:1] + ID_PATHS[4:]).format(_quoted(uri)), what="URI as id"),
+        lambda: Case("POST", "/model-customization/custom-model-deployments",
+                     json.dumps({"modelDeploymentName": f"d{n}", "modelArn": uri}).encode(), json_headers, "URI as deployment modelArn"),
+        lambda: Case("GET", f"{rng.choice(LIST_PATHS)}?nameContains={_quoted(uri)}", what="URI as list filter"),
+        lambda: Case("POST", rng.choice(["/console/new-job/advice", "/console/new-job"]),
+                     urlencode(form, errors="surrogatepass").encode(), form_headers, "URI in console form", shaped=False),
+        lambda: Case("POST", "/console/playground/stream", json.dumps({"modelId": uri, **chat}).encode(), json_headers,
+                     "URI as playground model", shaped=False),
+    ]
+    return rng.choice(choices)()
+
+
 def cases(rng: random.Random, count: int, data_dir: str) -> list[Case]:
     """``count`` malformed requests, every route represented."""
     json_headers = {"Content-Type": "application/json"}
+    uris = bad_uris(data_dir)
     out: list[Case] = []
     while len(out) < count:
-        kind = rng.randrange(9)
+        kind = rng.randrange(12)
         n = len(out)
         if kind <= 2:
             body = _mutate(valid_create(data_dir, n), rng)
@@ -138,6 +220,12 @@ def cases(rng: random.Random, count: int, data_dir: str) -> list[Case]:
             body = {"modelDeploymentName": rng.choice(BAD_VALUES), "modelArn": rng.choice(BAD_VALUES + ["arn:aws:bedrock:x"])}
             out.append(Case("POST", "/model-customization/custom-model-deployments", json.dumps(body).encode(), json_headers,
                             "deployment body"))
+        elif kind in (9, 10):
+            where = URI_FIELDS[n % len(URI_FIELDS)]
+            body = _with_uri(valid_create(data_dir, n), where, rng.choice(uris), data_dir, rng)
+            out.append(Case("POST", "/model-customization-jobs", json.dumps(body).encode(), json_headers, f"URI in {where}"))
+        elif kind == 11:
+            out.append(uri_elsewhere(rng, rng.choice(uris), data_dir, n))
         else:
             method, path = rng.choice([("PUT", "/model-customization-jobs"), ("PATCH", "/custom-models/x"), ("GET", "/nope"),
                                        ("DELETE", "/model-customization-jobs"), ("GET", "/model/micro/converse"),
@@ -200,7 +288,7 @@ class Report:
 
     @property
     def unshaped(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status >= 400 and not o.error_type]
+        return [o for o in self.outcomes if o.status >= 400 and not o.error_type and o.case.shaped]
 
     @property
     def accepted(self) -> list[Outcome]:
@@ -213,10 +301,14 @@ class Report:
     def lines(self) -> list[str]:
         seconds = [o.seconds for o in self.outcomes]
         statuses: dict[int, int] = {}
+        uri_cases: dict[str, int] = {}
         for o in self.outcomes:
             statuses[o.status] = statuses.get(o.status, 0) + 1
+            if o.case.what.startswith("URI"):
+                uri_cases[o.case.what] = uri_cases.get(o.case.what, 0) + 1
         return [
             f"requests: {len(self.outcomes)} in {self.wall_s:.1f} s; statuses {dict(sorted(statuses.items()))}",
+            f"bad URIs: {sum(uri_cases.values())} ({', '.join(f'{what}: {k}' for what, k in sorted(uri_cases.items()))})",
             f"5xx: {len(self.server_errors)}; errors without x-amzn-ErrorType: {len(self.unshaped)}; accepted (2xx): {len(self.accepted)}",
             f"latency: p50 {statistics.median(seconds) * 1000:.1f} ms, p99 {sorted(seconds)[int(len(seconds) * 0.99) - 1] * 1000:.1f} ms, "
             f"max {self.slowest.seconds * 1000:.1f} ms ({self.slowest.case.what}: {self.slowest.case.method} {self.slowest.case.path[:60]})",
@@ -252,7 +344,7 @@ def run(base: str, count: int, data_dir: str, seed: int = 0, threads: int = 4) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
-    parser.add_argument("--cases", type=int, default=2500)
+    parser.add_argument("--cases", type=int, default=3000)
     parser.add_argument("--data-dir", required=True, help="A folder the server allows (--allow-path).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=4)

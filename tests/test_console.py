@@ -16,7 +16,7 @@ from tunesmith.advisor import recommend
 from tunesmith.api.errors import describe
 from tunesmith.api.protocol import ConverseRequest
 from tunesmith.console import login, routes
-from tunesmith.hyperparameters import TABLE, format_value
+from tunesmith.hyperparameters import TABLE, Hyperparameters, format_value
 from tunesmith.jobs.layout import JobFolder
 from tunesmith.jobs.store import CustomModel, Deployment, utcnow
 from tunesmith.server import ServiceSettings, create_app
@@ -111,7 +111,7 @@ def test_create_through_the_form_makes_the_jobs_api_job(client, tmp_path):
     with store_of(client).session() as session:
         spec = store_of(client).job(session, "console-job").spec
     assert spec.hyperparameters_sent == {"epochCount": "2"}
-    assert spec.hyperparameters == {"epochCount": "2", "learningRate": "1e-05", "learningRateWarmupSteps": "10"}
+    assert spec.hyperparameters == Hyperparameters(epoch_count=2)  # parsed once, the others defaulted
     assert spec.validation_uris == [str(tmp_path / "valid.jsonl")]
     page = client.get("/console/jobs/console-job").text
     rows = re.findall(r"<tr><td>([^<]+) <code>(\w+)</code></td><td>([^<]*)</td><td>([^<]*)</td></tr>", page)
@@ -235,7 +235,8 @@ def test_bad_input_gives_error_pages_not_tracebacks(client):
                          headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert answer.status_code == 400 and "the form has more than 100 fields" in answer.text
     answer = client.post("/console/new-job/advice", data={"training": "train\x00.jsonl"})
-    assert answer.status_code == 200 and "The training data path contains a control character." in answer.text
+    assert answer.status_code == 200 and ("The training data &#39;train\\x00.jsonl&#39; contains a control character (U+0000); "
+                                          "control characters are refused.") in answer.text
 
 
 # --- Login -------------------------------------------------------------------------------------

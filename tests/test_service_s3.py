@@ -53,7 +53,7 @@ def create_job(tmp_path, name):
 def worker(store, home, job_id, stop_at=None):
     from tunesmith.jobs.worker import JobWorker
 
-    job_worker = JobWorker(store, home, job_id, save_every=2, device="cpu")
+    job_worker = JobWorker(store, home, job_id, save_every=2, device="cpu", allowed_roots=[str(home.parent)])  # as create_job's server
     if stop_at is not None:  # as SIGTERM does: the job goes back to the queue, its checkpoint behind it
         job_worker.stop_requested = lambda: job_worker.run is not None and job_worker.run.state.step >= stop_at
     return job_worker

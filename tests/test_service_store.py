@@ -7,10 +7,15 @@ import sqlite3
 
 import pytest
 from sqlalchemy import inspect
+from sqlalchemy.exc import StatementError
 
 from tunesmith.api import wire
+from tunesmith.hyperparameters import Hyperparameters
 from tunesmith.jobs import arns, lifecycle
+from tunesmith.jobs.spec import JobSpec, spec_from_legacy
 from tunesmith.jobs.store import Base, CustomModel, Deployment, Job, JobStore, StoreError, new_id, utcnow
+from tunesmith.kinds import CustomizationKind
+from tunesmith.statuses import JobStatus
 
 LEGACY_REQUEST = {
     "jobName": "old-job", "customModelName": "old-model", "roleArn": "arn:aws:iam::123456789012:role/r",
@@ -109,6 +114,38 @@ def test_the_migrations_build_the_schema_the_models_describe(database_url):
     with store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
+
+
+def test_a_spec_stored_with_the_wires_strings_reads_typed_and_answers_as_before(database_url):
+    """Specs written before the hyperparameters were typed hold the wire's strings; they read as
+    :class:`Hyperparameters`, GetModelCustomizationJob still answers strings, and a spec written
+    now holds numbers."""
+    store = JobStore(database_url)
+    job_id = _queued_job(store, "strings")
+    earlier = spec_from_legacy({**LEGACY_REQUEST, "jobName": "strings"}).model_dump(mode="json")
+    earlier["hyperparameters"] = {"epochCount": "3", "learningRate": "1e-05", "learningRateWarmupSteps": "10"}
+    with store.session() as session:
+        session.get(Job, job_id).spec_json = earlier
+        session.commit()
+    with store.session() as session:
+        job = session.get(Job, job_id)
+        assert job.spec.hyperparameters == Hyperparameters(epoch_count=3)
+        assert job.spec.hyperparameters_sent == {"epochCount": "3"}  # as sent, never re-spelled
+        assert wire.job_detail(job)["hyperParameters"] == LEGACY_REQUEST["hyperParametersResolved"]
+        written = job.spec.model_dump(mode="json")["hyperparameters"]
+    assert written == {"epoch_count": 3, "learning_rate": 1e-05, "learning_rate_warmup_steps": 10}
+    assert JobSpec.model_validate({**earlier, "hyperparameters": written}).hyperparameters == Hyperparameters(epoch_count=3)
+
+
+def test_a_status_column_holds_only_its_enums_values(database_url):
+    store = JobStore(database_url)
+    job_id = _queued_job(store, "typed")
+    with store.session() as session:
+        job = session.get(Job, job_id)
+        assert job.status is JobStatus.IN_PROGRESS and job.customization_type is CustomizationKind.FINE_TUNING
+        job.status = "Running"
+        with pytest.raises(StatementError, match="'Running' is not a valid JobStatus"):
+            session.commit()
 
 
 def test_bad_urls_and_unreachable_databases_are_one_clear_line(tmp_path):

@@ -2,7 +2,8 @@
 
 The advisor (:mod:`tunesmith.advisor`) applies these rules; each reason it gives names the
 rule by its :attr:`GuideRule.title`, which is the guide's own heading. Dataset limits come
-from the hosted service's documentation (``shared/spec/bedrock-reference.md`` section 1).
+from the hosted service's documentation (the Amazon Bedrock User Guide's model-customization
+data preparation limits).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ invoked; here a deployment is a name for an Active custom model, ready at once.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
@@ -21,6 +21,7 @@ from tunesmith.api.protocol import CreateDeploymentRequest, DeploymentArn, Deplo
 from tunesmith.jobs import arns
 from tunesmith.jobs.errors import ConflictException, ResourceNotFoundException, ValidationException
 from tunesmith.jobs.store import Deployment, JobStore, new_id, utcnow
+from tunesmith.statuses import DeploymentStatus, ModelStatus
 
 router = APIRouter()
 BASE = "/model-customization/custom-model-deployments"
@@ -35,12 +36,12 @@ def create_deployment(body: CreateDeploymentRequest, store: StoreDep, session: S
     model = store.model(session, body.modelArn)
     if model is None:
         raise ResourceNotFoundException(f"Could not find model with identifier {body.modelArn}")
-    if model.status != "Active":
-        raise ValidationException(f"model {model.name} is {model.status}; only an Active model can be deployed")
+    if model.status != ModelStatus.ACTIVE:
+        raise ValidationException(f"model {model.name} is {model.status}; only an {ModelStatus.ACTIVE} model can be deployed")
     deployment_id = new_id()
     deployment = Deployment(
         id=deployment_id, arn=arns.deployment_arn(deployment_id), name=body.modelDeploymentName, model_arn=model.arn,
-        description=body.description, client_token=body.clientRequestToken, status="Active", created=utcnow(), modified=utcnow(),
+        description=body.description, client_token=body.clientRequestToken, status=DeploymentStatus.ACTIVE, created=utcnow(), modified=utcnow(),
     )
     session.add(deployment)
     try:
@@ -66,7 +67,7 @@ class ListDeploymentsQuery(ListQuery):
     createdAfter: Timestamp | None = None
     createdBefore: Timestamp | None = None
     nameContains: Filter | None = None
-    statusEquals: Literal["Creating", "Active", "Failed"] | None = None
+    statusEquals: DeploymentStatus | None = None
     modelArnEquals: Filter | None = None
 
 

@@ -1,126 +1,47 @@
 """Routes of the control plane: customization jobs and custom models.
 
+Creating and stopping a job are the job service's (:mod:`tunesmith.jobs.control`): the routes
+parse the request and shape the answer, as the console's forms do for theirs.
+
 Plain ``def`` routes: FastAPI runs them on its threadpool, so database and file work never
 blocks the event loop (and ``/health``) while it runs.
 """
 
 from __future__ import annotations
 
-import logging
 import shutil
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
 from tunesmith.api import wire
 from tunesmith.api.dependencies import IdentifierPath, SessionDep, SettingsDep, StoreDep
 from tunesmith.api.job_requests import spec_from_request
 from tunesmith.api.listing import Filter, ListQuery, Timestamp, created_between, list_page
-from tunesmith.api.protocol import (
-    CreateJobRequest,
-    Empty,
-    JobArn,
-    JobCheckpoints,
-    JobDetail,
-    JobList,
-    JobStatusName,
-    ModelDetail,
-    ModelList,
-    ModelStatusName,
-)
-from tunesmith.jobs import arns, lifecycle
-from tunesmith.jobs.device_pool import DevicePool
-from tunesmith.jobs.errors import ConflictException, ResourceNotFoundException, ValidationException
+from tunesmith.api.protocol import CreateJobRequest, Empty, JobArn, JobCheckpoints, JobDetail, JobList, ModelDetail, ModelList
+from tunesmith.jobs import control
+from tunesmith.jobs.errors import ResourceNotFoundException
 from tunesmith.jobs.layout import JobFolder
-from tunesmith.jobs.lifecycle import JobStatus, TransitionError
-from tunesmith.jobs.spec import JobSpec
-from tunesmith.jobs.store import CustomModel, Job, JobStore, new_id, utcnow
-from tunesmith.tiers import UnknownModelError, resolve_tier
+from tunesmith.jobs.store import CustomModel, Job, JobStore
+from tunesmith.statuses import JobStatus, ModelStatus
 
 router = APIRouter()
-log = logging.getLogger("tunesmith.service.jobs")
 MAX_EVENT_LINES = 100_000
 
 
 @router.post("/model-customization-jobs", status_code=201, response_model=JobArn)
-def create_job(body: CreateJobRequest, settings: SettingsDep, store: StoreDep, session: SessionDep) -> JSONResponse:
-    spec = spec_from_request(body, settings.allowed_roots)
-    problem = DevicePool(settings.devices).problem(spec.devices)
-    if problem:
-        raise ValidationException(problem)
-    earlier = _conflict(store, session, spec)
-    if earlier is not None:
-        return JSONResponse({"jobArn": earlier.arn}, status_code=201)
-    if spec.teacher is not None:
-        _check_teacher(store, session, spec.teacher)
-    job_id, now = new_id(), utcnow()
-    job = Job(
-        id=job_id, arn=arns.job_arn(spec.base_model_id, job_id), name=spec.job_name, client_token=spec.client_token,
-        spec_json=spec.model_dump(mode="json"), base_model_arn=arns.foundation_model_arn(spec.base_model_id),
-        customization_type=spec.customization_type, output_model_name=spec.model_name, status=JobStatus.IN_PROGRESS.value,
-        phases=lifecycle.new_phases(), validation_losses=[], checkpoints=[], created=now, modified=now, details={},
-    )
-    session.add(job)
-    try:
-        session.commit()
-    except IntegrityError as exc:  # a concurrent create won a unique constraint: say which, as the checks would have
-        session.rollback()
-        earlier = _conflict(store, session, spec)
-        if earlier is not None:
-            return JSONResponse({"jobArn": earlier.arn}, status_code=201)
-        raise ConflictException("The provided job name is currently in use.") from exc
-    log.info("job %s created: %s of %s", job.name, spec.customization_type, spec.base_model_id)
-    return JSONResponse({"jobArn": job.arn}, status_code=201)
-
-
-def _conflict(store: JobStore, session: Session, spec: JobSpec) -> Job | None:
-    """The job an idempotent retry (same ``clientRequestToken``) already made, or None;
-    ConflictException when the name, the token or the model name is taken."""
-    earlier = _same_token(session, spec)
-    if earlier is not None:
-        return earlier
-    name_taken = store.job(session, spec.job_name) is not None
-    model_taken = not name_taken and (store.model(session, spec.model_name) is not None or session.scalar(
-        select(Job.id).where(Job.output_model_name == spec.model_name, Job.status.in_(lifecycle.ACTIVE))) is not None)
-    if name_taken or model_taken:
-        earlier = _same_token(session, spec)  # a concurrent retry may have committed since the first look
-        if earlier is not None:
-            return earlier
-    if name_taken:
-        raise ConflictException("The provided job name is currently in use.")
-    if model_taken:
-        raise ConflictException(f"The provided custom model name {spec.model_name} is currently in use.")
-    return None
-
-
-def _same_token(session: Session, spec: JobSpec) -> Job | None:
-    if not spec.client_token:
-        return None
-    existing = session.scalar(select(Job).where(Job.client_token == spec.client_token))
-    if existing is not None and existing.name != spec.job_name:
-        raise ConflictException("clientRequestToken was already used for a different job")
-    return existing
-
-
-def _check_teacher(store: JobStore, session: Session, teacher: str) -> None:
-    model = store.model(session, teacher)
-    if model is None:
-        try:
-            resolve_tier(teacher)
-        except UnknownModelError as exc:
-            raise ValidationException(f"teacherModelIdentifier: {exc}; or give a custom model ARN of this server") from exc
-    elif model.status != "Active":
-        raise ValidationException(f"teacher model {model.name} is {model.status}; it must be Active")
+def create_job(body: CreateJobRequest, settings: SettingsDep, store: StoreDep, session: SessionDep) -> dict:
+    job = control.create_job(store, session, settings, spec_from_request(body, settings.allowed_roots))
+    return {"jobArn": job.arn}
 
 
 class ListJobsQuery(ListQuery):
     creationTimeAfter: Timestamp | None = None
     creationTimeBefore: Timestamp | None = None
-    statusEquals: JobStatusName | None = None
+    statusEquals: JobStatus | None = None
     nameContains: Filter | None = None
 
 
@@ -172,13 +93,7 @@ def job_checkpoints(identifier: IdentifierPath, store: StoreDep, session: Sessio
 
 @router.post("/model-customization-jobs/{identifier:path}/stop", response_model=Empty)
 def stop_job(identifier: IdentifierPath, store: StoreDep, session: SessionDep) -> dict:
-    job = _job_or_404(store, session, identifier)
-    try:
-        lifecycle.request_stop(job)
-    except TransitionError as exc:
-        raise ValidationException(str(exc)) from exc
-    session.commit()
-    log.info("job %s: stop requested; %s", job.name, "stopped" if job.status == JobStatus.STOPPED.value else "its worker stops at the next micro-batch")
+    control.stop_job(session, _job_or_404(store, session, identifier))
     return {}
 
 
@@ -193,7 +108,7 @@ class ListModelsQuery(ListQuery):
     nameContains: Filter | None = None
     baseModelArnEquals: Filter | None = None
     foundationModelArnEquals: Filter | None = None
-    modelStatus: ModelStatusName | None = None
+    modelStatus: ModelStatus | None = None
     isOwned: bool | None = None
 
 

@@ -36,10 +36,9 @@ from prometheus_client.exposition import choose_encoder
 from sqlalchemy import func, select
 
 from tunesmith.api.observability import RequestRecord
-from tunesmith.jobs import lifecycle
 from tunesmith.jobs.layout import JobFolder
-from tunesmith.jobs.lifecycle import JobStatus
 from tunesmith.jobs.store import Job, JobStore
+from tunesmith.statuses import ACTIVE_JOB_STATUSES, JobStatus
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 """Seconds; up to two minutes, as a streamed Converse answer on a CPU can take."""
@@ -110,15 +109,15 @@ class JobCollector:
         with self.store.session() as session:
             counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
             queued = session.scalar(select(func.count()).select_from(Job).where(
-                Job.status == JobStatus.IN_PROGRESS.value, Job.worker_pid.is_(None)))
+                Job.status == JobStatus.IN_PROGRESS, Job.worker_pid.is_(None)))
             running = session.execute(select(Job.id, Job.name, Job.details).where(
-                Job.status.in_(lifecycle.ACTIVE), Job.worker_pid.isnot(None)).order_by(Job.name)).all()
+                Job.status.in_(ACTIVE_JOB_STATUSES), Job.worker_pid.isnot(None)).order_by(Job.name)).all()
         by_status = GaugeMetricFamily("tunesmith_jobs", "Jobs by status.", labels=["status"])
         for status in JobStatus:
-            by_status.add_metric([status.value], counts.get(status.value, 0))
+            by_status.add_metric([status.value], counts.get(status, 0))
         yield by_status
-        yield GaugeMetricFamily("tunesmith_jobs_queued", "InProgress jobs waiting for a worker.", value=queued or 0)
-        yield GaugeMetricFamily("tunesmith_jobs_running", "Jobs with a worker process (InProgress or Stopping).", value=len(running))
+        yield GaugeMetricFamily("tunesmith_jobs_queued", f"{JobStatus.IN_PROGRESS} jobs waiting for a worker.", value=queued or 0)
+        yield GaugeMetricFamily("tunesmith_jobs_running", f"Jobs with a worker process ({' or '.join(ACTIVE_JOB_STATUSES)}).", value=len(running))
         yield from self._progress(running)
 
     def _progress(self, running) -> Iterator[Metric]:

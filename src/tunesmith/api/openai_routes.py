@@ -29,6 +29,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tunesmith.api.converse import generation_threads
 from tunesmith.api.dependencies import SessionDep, StoreDep
 from tunesmith.api.openai_protocol import (
     ChatCompletion,
@@ -43,13 +44,13 @@ from tunesmith.api.openai_protocol import (
     Usage,
 )
 from tunesmith.api.protocol import PRINTABLE
-from tunesmith.api.runtime_routes import generation_threads as _threads
 from tunesmith.evaluation.generation import GenerationSettings
 from tunesmith.inference.answers import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, answerable, stream
 from tunesmith.inference.model_cache import LoadedModel
 from tunesmith.inference.model_ids import resolve_model_id as model_spec
 from tunesmith.jobs.errors import ResourceNotFoundException, ValidationException
 from tunesmith.jobs.store import CustomModel, Deployment, JobStore
+from tunesmith.statuses import DeploymentStatus, ModelStatus
 from tunesmith.tiers import TIERS, UnknownModelError, resolve_tier
 
 log = logging.getLogger("tunesmith.service")
@@ -130,7 +131,7 @@ def _events(loaded: LoadedModel, chat: list[dict[str, str]], settings: Generatio
                               "description": "With stream: server-sent chat.completion.chunk events, then [DONE]."}})
 async def chat_completions(request: Request, body: ChatCompletionRequest, store: StoreDep) -> Any:
     chat, settings = chat_of(body.messages), generation_settings(body)
-    limiter = _threads(request)
+    limiter = generation_threads(request)
     loaded = await anyio.to_thread.run_sync(_load, request, store, body.model, limiter=limiter)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model}
     if body.stream:
@@ -170,10 +171,10 @@ def _tier_card(model_id: str, tier_name: str) -> ModelCard:
 def list_models(session: SessionDep) -> ModelList:
     """The tiers, the Active custom models and the deployments of Active models: what chat completions accept."""
     cards = [_tier_card(name, name) for name in TIERS]
-    models = session.scalars(select(CustomModel).where(CustomModel.status == "Active").order_by(CustomModel.created))
+    models = session.scalars(select(CustomModel).where(CustomModel.status == ModelStatus.ACTIVE).order_by(CustomModel.created))
     cards += [_custom_card(model.name, model) for model in models if model.folder]
     deployed = session.execute(select(Deployment, CustomModel).join(CustomModel, CustomModel.arn == Deployment.model_arn)
-                               .where(Deployment.status == "Active", CustomModel.status == "Active").order_by(Deployment.created))
+                               .where(Deployment.status == DeploymentStatus.ACTIVE, CustomModel.status == ModelStatus.ACTIVE).order_by(Deployment.created))
     cards += [_deployment_card(deployment.name, deployment, model) for deployment, model in deployed]
     # A name used twice means what chat completions take it for: a deployment, else a custom model, else a tier.
     return ModelList(data=list({card.id: card for card in cards}.values()))
@@ -183,11 +184,11 @@ def _card(store: JobStore, session: Session, model_id: str) -> ModelCard:
     """The card of any id chat completions accept, resolved as ``runtime.model_spec`` resolves it."""
     deployment = store.deployment(session, model_id)
     model = store.model(session, deployment.model_arn if deployment else model_id)
-    if model is not None and model.status == "Active" and model.folder:
+    if model is not None and model.status == ModelStatus.ACTIVE and model.folder:
         return _deployment_card(model_id, deployment, model) if deployment else _custom_card(model_id, model)
     if model is not None or deployment is not None:
         state = model.status if model is not None else "gone"
-        raise ResourceNotFoundException(f"the model {model_id} is {state}; only Active models can be used", param="model",
+        raise ResourceNotFoundException(f"the model {model_id} is {state}; only {ModelStatus.ACTIVE} models can be used", param="model",
                                         code="model_not_found")
     try:
         return _tier_card(model_id, resolve_tier(model_id).name)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints
 
 from tunesmith import guide
 from tunesmith.datasets.duplicate import MAX_FACTOR
 from tunesmith.jobs.device_pool import MAX_JOB_DEVICES
 from tunesmith.jobs.settings import MAX_BODY_BYTES
+from tunesmith.kinds import CustomizationKind
+from tunesmith.statuses import DeploymentStatus, JobStatus, ModelStatus, PhaseStatus
 
 # --- Strings --------------------------------------------------------------------------------
 # Bedrock's [a-zA-Z0-9](-*[a-zA-Z0-9\+\-\.])* accepts the same strings as this one.
@@ -48,9 +50,9 @@ HyperparameterKey = Annotated[str, StringConstraints(min_length=1, max_length=64
 HyperparameterValue = Annotated[str, StringConstraints(max_length=64, pattern=PRINTABLE)]
 Description = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 
-CustomizationType = Literal["FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION", "REINFORCEMENT_FINE_TUNING", "IMPORTED"]
-JobStatusName = Literal["InProgress", "Completed", "Failed", "Stopping", "Stopped"]
-ModelStatusName = Literal["Active", "Creating", "Failed"]
+CustomizationType = Annotated[CustomizationKind, Strict(False)]
+"""Not strict: FastAPI validates the decoded JSON as Python objects, where a strict enum field
+takes only members. Lax, it takes a member's value and nothing else."""
 SortBy = Literal["CreationTime"]
 SortOrder = Literal["Ascending", "Descending"]
 
@@ -129,7 +131,7 @@ class CreateJobRequest(Request):
     trainingDataConfig: DataLocation
     outputDataConfig: DataLocation
     clientRequestToken: ClientToken | None = None
-    customizationType: CustomizationType = "FINE_TUNING"
+    customizationType: CustomizationType = CustomizationKind.FINE_TUNING
     validationDataConfig: ValidationDataConfig | None = None
     hyperParameters: Annotated[dict[HyperparameterKey, HyperparameterValue], Field(max_length=16)] | None = None
     customizationConfig: CustomizationConfig | None = None
@@ -145,7 +147,7 @@ class JobArn(Response):
 
 
 class PhaseDetail(Response):
-    status: str
+    status: PhaseStatus
     creationTime: str | None = None
     lastModifiedTime: str | None = None
 
@@ -172,7 +174,7 @@ class JobDetail(Response):
     jobName: str
     outputModelName: str
     roleArn: str
-    status: JobStatusName
+    status: JobStatus
     creationTime: str
     baseModelArn: str
     trainingDataConfig: dict
@@ -185,7 +187,7 @@ class JobDetail(Response):
     lastModifiedTime: str | None = None
     endTime: str | None = None
     hyperParameters: dict[str, str] | None = None
-    customizationType: str | None = None
+    customizationType: CustomizationKind | None = None
     customizationConfig: dict | None = None
     trainingMetrics: TrainingMetrics | None = None
     validationMetrics: list[ValidatorMetric] | None = None
@@ -196,14 +198,14 @@ class JobSummary(Response):
     jobArn: str
     baseModelArn: str
     jobName: str
-    status: JobStatusName
+    status: JobStatus
     creationTime: str
     statusDetails: StatusDetails | None = None
     lastModifiedTime: str | None = None
     endTime: str | None = None
     customModelArn: str | None = None
     customModelName: str | None = None
-    customizationType: str | None = None
+    customizationType: CustomizationKind | None = None
 
 
 class JobList(Response):
@@ -235,14 +237,14 @@ class ModelDetail(Response):
     baseModelArn: str
     creationTime: str
     jobName: str | None = None
-    customizationType: str | None = None
+    customizationType: CustomizationKind | None = None
     hyperParameters: dict[str, str] | None = None
     trainingDataConfig: dict | None = None
     validationDataConfig: dict | None = None
     outputDataConfig: dict | None = None
     trainingMetrics: TrainingMetrics | None = None
     validationMetrics: list[ValidatorMetric] | None = None
-    modelStatus: ModelStatusName | None = None
+    modelStatus: ModelStatus | None = None
 
 
 class ModelSummary(Response):
@@ -251,9 +253,9 @@ class ModelSummary(Response):
     creationTime: str
     baseModelArn: str
     baseModelName: str
-    customizationType: str | None = None
+    customizationType: CustomizationKind | None = None
     ownerAccountId: str | None = None
-    modelStatus: ModelStatusName | None = None
+    modelStatus: ModelStatus | None = None
 
 
 class ModelList(Response):
@@ -279,7 +281,7 @@ class DeploymentDetail(Response):
     modelDeploymentName: str
     modelArn: str
     createdAt: str
-    status: str
+    status: DeploymentStatus
     description: str | None = None
     lastUpdatedAt: str | None = None
 
@@ -289,7 +291,7 @@ class DeploymentSummary(Response):
     customModelDeploymentName: str
     modelArn: str
     createdAt: str
-    status: str
+    status: DeploymentStatus
     lastUpdatedAt: str | None = None
 
 

@@ -14,52 +14,27 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
 
 from tunesmith.api import eventstream
+from tunesmith.api.converse import chat_from, generation_threads, settings_from
 from tunesmith.api.dependencies import StoreDep
 from tunesmith.api.protocol import (
     PRINTABLE,
     ConverseRequest,
     ConverseResponse,
-    InferenceConfig,
     InvokeRequest,
     InvokeResponse,
-    Message,
-    TextBlock,
 )
-from tunesmith.evaluation.generation import GenerationSettings
-from tunesmith.inference.answers import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, answerable, complete, stream
+from tunesmith.inference.answers import complete, stream
 from tunesmith.inference.model_cache import LoadedModel
 from tunesmith.inference.model_ids import resolve_model_id
 from tunesmith.jobs.store import JobStore
 
 router = APIRouter()
-RUNTIME_THREADS = 4
-"""Threads generating at once (each model generates one answer at a time anyway)."""
 EVENT_STREAM = {
     "description": "AWS event stream (application/vnd.amazon.eventstream): messageStart, contentBlockDelta, "
                    "contentBlockStop, messageStop and metadata events, as botocore decodes them.",
     "content": {"application/vnd.amazon.eventstream": {"schema": {"type": "string", "format": "binary"}}},
 }
 ModelId = Annotated[str, Path(min_length=1, max_length=2048, pattern=PRINTABLE, description="A tier, hosted id, custom model or deployment.")]
-
-
-def settings_from(config: InferenceConfig | None) -> GenerationSettings:
-    """Converse's ``inferenceConfig`` (and Nova's snake_case spellings), already range-checked
-    by the protocol models, as generation settings."""
-    values = config.model_dump(exclude_none=True) if config is not None else {}
-    max_tokens = values.get("maxTokens", values.get("max_new_tokens", DEFAULT_MAX_TOKENS))
-    top_p = values.get("topP", values.get("top_p", DEFAULT_TOP_P))
-    return GenerationSettings(max_new_tokens=max_tokens, temperature=float(values.get("temperature", DEFAULT_TEMPERATURE)),
-                              top_p=float(top_p), stop=tuple(values.get("stopSequences") or ()), batch_size=1)
-
-
-def chat_from(messages: list[Message], system: list[TextBlock] | None) -> list[dict[str, str]]:
-    """Converse/Nova messages and system blocks as a chat-template message list."""
-    chat = []
-    if system:
-        chat.append({"role": "system", "content": "\n".join(b.text for b in system)})
-    for message in messages:
-        chat.append({"role": message.role, "content": "\n".join(b.text for b in message.content)})
-    return answerable(chat)
 
 
 def _load(request: Request, store: JobStore, model_id: str) -> LoadedModel:
@@ -77,15 +52,6 @@ def _answer(completion) -> dict:
         "stopReason": completion.stop_reason,
         "usage": _usage(completion.input_tokens, completion.output_tokens),
     }
-
-
-def generation_threads(request: Request) -> anyio.CapacityLimiter:
-    """The runtime's own threads: generation waits for these, never for the threads the
-    control plane and ``/health`` use, however many calls queue up."""
-    state = request.app.state
-    if getattr(state, "runtime_threads", None) is None:
-        state.runtime_threads = anyio.CapacityLimiter(RUNTIME_THREADS)
-    return state.runtime_threads
 
 
 @router.post("/model/{model_id:path}/converse", response_model=ConverseResponse)

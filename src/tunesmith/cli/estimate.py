@@ -26,9 +26,11 @@ from tunesmith.cli.options import (
 from tunesmith.cli.progress import duration, show_run_warnings
 from tunesmith.cli.render import console, err_console, fail, print_json, table
 from tunesmith.hyperparameters import Hyperparameters
+from tunesmith.training.advised import advise
 from tunesmith.training.config import LoraSettings, TrainConfig
 
 if TYPE_CHECKING:  # the engine imports torch: only when a command runs
+    from tunesmith.advisor import Advice
     from tunesmith.training import TrainingRun
     from tunesmith.training.estimate import Estimate
 
@@ -57,7 +59,6 @@ def estimate(ctx: click.Context, data: str, validation: tuple[str, ...], advised
     and plan); time comes from a few training steps measured once per model and machine and
     cached in TUNESMITH_HOME/calibration.json (delete it, or pass --recalibrate, to measure again).
     """
-    from tunesmith.cli.train import advise
     from tunesmith.training.estimate import estimate_run
 
     sent = hyperparameter_flags(options)
@@ -70,12 +71,19 @@ def estimate(ctx: click.Context, data: str, validation: tuple[str, ...], advised
             **config_values(options, TrainConfig),
         )
         if advised:
-            config = advise(config, say=not as_json)
+            config, advice = advise(config)
+            if not as_json:
+                say_advised(advice)
         result = estimate_run(config, recalibrate, on_measure=say_calibrating)
     if as_json:
         print_json(result.as_dict())
     else:
         print_estimate(result)
+
+
+def say_advised(advice: Advice) -> None:
+    """The ``--advised`` values, on stderr, before the run or the estimate."""
+    err_console.print(f"advised: {escape(str(advice.hyperparameters.to_wire()))} duplication {advice.plan.duplication_factor}x")
 
 
 def say_calibrating(model: str) -> None:
@@ -118,18 +126,15 @@ def print_estimate(estimate: Estimate) -> None:
 
 def estimate_before_training(config: TrainConfig) -> Callable[[TrainingRun], None]:
     """``finetune``'s ``on_start`` for ``tunesmith train``: the plan's warnings, then the estimate
-    (one line on stderr, and ``OUTPUT/estimate.json``). The calibration is found (or measured, on a
-    sample of the data) now, before the run loads its model; the estimate itself is made from the
-    run's own plan and packing once it is set up, so nothing is tokenized or loaded twice."""
-    from tunesmith.training.estimate import calibration_for, estimate_from_run, write_estimate
+    (one line on stderr; :func:`~tunesmith.training.estimate.estimate_at_start` finds the
+    calibration now and writes ``OUTPUT/estimate.json`` once the run is set up)."""
+    from tunesmith.training.estimate import estimate_at_start
 
-    calibration, cached = calibration_for(config, on_measure=say_calibrating)
+    estimate = estimate_at_start(config, on_measure=say_calibrating)
 
     def on_start(run: TrainingRun) -> None:
         show_run_warnings(run)
-        made = estimate_from_run(run, calibration, cached)
-        write_estimate(run.config.output, made)
-        err_console.print(escape(summary_line(made)))
+        err_console.print(escape(summary_line(estimate(run))))
 
     return on_start
 

@@ -8,18 +8,17 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import get_args
 from urllib.parse import quote
 
 import click
 
-from tunesmith.api.protocol import JobStatusName
 from tunesmith.cli.options import hyperparameter_flags, hyperparameter_options, json_option
 from tunesmith.cli.render import console, fail, print_json, table
 from tunesmith.client import add_tunesmith_config, bedrock, signed_get
 from tunesmith.datasets.duplicate import MAX_FACTOR
 from tunesmith.jobs.device_pool import MAX_JOB_DEVICES
-from tunesmith.jobs.lifecycle import ACTIVE
+from tunesmith.kinds import CustomizationKind
+from tunesmith.statuses import ACTIVE_JOB_STATUSES, JobStatus
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 ROLE = "arn:aws:iam::123456789012:role/tunesmith"
@@ -53,7 +52,8 @@ def jobs() -> None:
 @click.option("--data", required=True, help="Training data: a local path, file:// or s3:// URI.")
 @click.option("--validation", multiple=True, help="Validation data (repeatable).")
 @click.option("--output", required=True, help="Where metric files go: a local folder, file:// or s3:// URI.")
-@click.option("--type", "customization_type", type=click.Choice(["FINE_TUNING", "CONTINUED_PRE_TRAINING"]), default="FINE_TUNING")
+@click.option("--type", "customization_type", default=CustomizationKind.FINE_TUNING.value,
+              type=click.Choice([CustomizationKind.FINE_TUNING.value, CustomizationKind.CONTINUED_PRE_TRAINING.value]))
 @click.option("--devices", type=click.IntRange(1, MAX_JOB_DEVICES),
               help="Devices (data-parallel ranks) to train on; the server's default is 1 (sent as tunesmithConfig.devices).")
 @click.option("--early-stopping-patience", type=click.IntRange(1, 1000),
@@ -74,9 +74,9 @@ def create(name, model_name, base, data, validation, output, customization_type,
     sent = hyperparameter_flags(flags)
     if with_estimate:
         from tunesmith.cli.estimate import estimate_before_job
+        from tunesmith.jobs.spec import DATASET_KINDS
 
-        kind = "pretraining" if customization_type == "CONTINUED_PRE_TRAINING" else "fine-tuning"
-        estimate_before_job(base, data, validation, kind, sent)
+        estimate_before_job(base, data, validation, DATASET_KINDS[customization_type].value, sent)
     client = bedrock(endpoint)
     extra = {"devices": devices, "earlyStoppingPatience": early_stopping_patience, "evalEvery": eval_every,
              "duplicationFactor": duplication}
@@ -94,7 +94,7 @@ def create(name, model_name, base, data, validation, output, customization_type,
 
 
 @jobs.command("list")
-@click.option("--status", type=click.Choice(list(get_args(JobStatusName))))
+@click.option("--status", type=click.Choice([status.value for status in JobStatus]))
 @endpoint_option
 @json_option
 def list_jobs(status, endpoint, as_json) -> None:
@@ -155,6 +155,6 @@ def events(job, follow, endpoint) -> None:
         seen += len(lines)
         if not follow:
             return
-        if _call(client.get_model_customization_job, jobIdentifier=job)["status"] not in ACTIVE:
+        if _call(client.get_model_customization_job, jobIdentifier=job)["status"] not in ACTIVE_JOB_STATUSES:
             return
         time.sleep(1)

@@ -10,7 +10,7 @@ from click.core import ParameterSource
 from rich.markup import escape
 
 from tunesmith.cli.errors import user_errors
-from tunesmith.cli.estimate import estimate_before_training
+from tunesmith.cli.estimate import estimate_before_training, say_advised
 from tunesmith.cli.options import (
     config_options,
     config_values,
@@ -23,7 +23,8 @@ from tunesmith.cli.options import (
 from tunesmith.cli.progress import show_run_warnings, training_progress
 from tunesmith.cli.render import console, err_console, fail, print_json, table
 from tunesmith.hyperparameters import Hyperparameters
-from tunesmith.training.config import LoraSettings, TrainConfig, advised_config
+from tunesmith.training.advised import advise
+from tunesmith.training.config import LoraSettings, TrainConfig
 from tunesmith.training.tracking import Tracking, TrackTarget
 
 if TYPE_CHECKING:  # importing the loop loads torch: only when the command runs
@@ -71,7 +72,9 @@ def train(ctx: click.Context, data: str, validation: tuple[str, ...], advised: b
             lora=LoraSettings(**config_values(options, LoraSettings, prefix="lora")), **config_values(options, TrainConfig),
         )
         if advised:
-            config = advise(config, say=main)
+            config, advice = advise(config)
+            if main:
+                say_advised(advice)
         if not main:  # ranks other than 0 train silently; rank 0 speaks for the run
             result = finetune(config)
             return
@@ -120,20 +123,6 @@ def launch_ranks(nproc: int, max_restarts: int, output: str) -> int:
             f"Run the same command with --resume to continue{' from it' if checkpoint else ''}."
         ))
     return code
-
-
-def advise(config: TrainConfig, say: bool = True) -> TrainConfig:
-    """``config`` with the advisor's values for its data and model (the data is validated first)."""
-    from tunesmith.datasets import DataError, validate_dataset
-    from tunesmith.models.registry import resolve_model
-
-    report = validate_dataset(config.data, config.validation, config.kind)
-    if not report.valid:
-        raise DataError(report)
-    config, advice = advised_config(config, report.training.records, resolve_model(config.model).tier)
-    if say:
-        err_console.print(f"advised: {escape(str(advice.hyperparameters.to_wire()))} duplication {advice.plan.duplication_factor}x")
-    return config
 
 
 def stopped_message(result: RunResult, resume_command: str) -> str:

@@ -16,8 +16,9 @@ from tunesmith.cli.options import config_options, config_values, json_option
 from tunesmith.cli.render import console, err_console, fail, print_json, table
 from tunesmith.hyperparameters import TABLE
 from tunesmith.training.config import LoraSettings, TrainConfig
+from tunesmith.tuning.bookkeeping import SearchInterrupted
 from tunesmith.tuning.budget import EXAMPLES, BudgetError, parse_budget
-from tunesmith.tuning.search import SearchInterrupted, TuneConfig
+from tunesmith.tuning.config import TuneConfig
 
 if TYPE_CHECKING:
     from tunesmith.tuning import TuneResult

@@ -2,16 +2,16 @@
 recommendation for the chosen data (fetched by htmx as the data path changes), and the data's
 problems (``file:line``) before anything is submitted.
 
-The form is turned into the API's :class:`~tunesmith.api.protocol.CreateJobRequest` and
-created by the API's own route function (:func:`tunesmith.api.job_routes.create_job`): the
-same validation, conflicts and idempotency as ``CreateModelCustomizationJob``. Data is read
-only inside the server's allowed folders (:func:`~tunesmith.jobs.uris.check_uri`), as jobs do.
+The form is turned into the API's :class:`~tunesmith.api.protocol.CreateJobRequest`, parsed
+into a job spec by :func:`~tunesmith.api.job_requests.spec_from_request` and created by the job
+service (:func:`tunesmith.jobs.control.create_job`): the same validation, conflicts and
+idempotency as ``CreateModelCustomizationJob``. Data is read only inside the server's allowed
+folders (:func:`~tunesmith.jobs.uris.locate`), as jobs do.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,18 +21,19 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from tunesmith.advisor import Advice, advise_dataset
-from tunesmith.api import job_routes as job_routes
 from tunesmith.api.dependencies import SessionDep, SettingsDep, StoreDep
 from tunesmith.api.errors import describe
-from tunesmith.api.protocol import PATTERN_MEANINGS, PRINTABLE, CreateJobRequest
+from tunesmith.api.job_requests import spec_from_request
+from tunesmith.api.protocol import CreateJobRequest
 from tunesmith.console.html import ConsoleRoute, read_form, render
 from tunesmith.datasets import DatasetKind, ValidationReport, validate_dataset
 from tunesmith.hyperparameters import TABLE, HyperparameterError, format_value
+from tunesmith.jobs import control
 from tunesmith.jobs.errors import ServiceError
 from tunesmith.jobs.settings import ServiceSettings
-from tunesmith.jobs.spec import SUPPORTED_TYPES
-from tunesmith.jobs.uris import check_uri, is_s3, local_path
-from tunesmith.jobs.worker import KINDS
+from tunesmith.jobs.spec import DATASET_KINDS
+from tunesmith.jobs.uris import UriError, locate, shown
+from tunesmith.kinds import SUPPORTED_KINDS, CustomizationKind
 from tunesmith.tiers import TIERS, ModelTier, UnknownModelError, resolve_tier
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -48,14 +49,14 @@ def _bounds() -> list[dict]:
 
 
 def _defaults(settings: ServiceSettings) -> dict[str, str]:
-    return {"base_model": "micro", "customization_type": "FINE_TUNING", "role_arn": DEFAULT_ROLE,
+    return {"base_model": "micro", "customization_type": CustomizationKind.FINE_TUNING, "role_arn": DEFAULT_ROLE,
             "output": str(Path(settings.home) / "outputs")}
 
 
 def _form_page(request: Request, settings: ServiceSettings, values: dict[str, str], problems: list[str] | None = None,
                status_code: int = 200) -> Response:
     return render(request, "new_job.html", status_code=status_code, values=values, bounds=_bounds(), tiers=list(TIERS.values()),
-                  types=SUPPORTED_TYPES, problems=problems or [])
+                  types=SUPPORTED_KINDS, problems=problems or [])
 
 
 @router.get("/new-job")
@@ -81,18 +82,16 @@ def check_data(values: dict[str, str], settings: ServiceSettings) -> DataCheck:
     for label, uri in (("training data", training), ("validation data", validation)):
         if not uri:
             continue
-        if not re.fullmatch(PRINTABLE, uri):  # as the API's Uri type refuses it
-            return DataCheck(f"The {label} path {PATTERN_MEANINGS[PRINTABLE]}.")
-        if is_s3(uri):
+        try:
+            location = locate(uri, settings.allowed_roots)
+        except UriError as exc:
+            return DataCheck(f"The {label} {exc}.")
+        if location.is_s3:
             return DataCheck(f"The {label} is on S3: the job validates it when it starts.")
-        problem = check_uri(uri, settings.allowed_roots)
-        if problem:
-            return DataCheck(f"The {label} {problem}.")
-        path = local_path(uri)
-        if not path.is_file():
-            return DataCheck(f"The {label} {uri} does not exist or is not a file.")
-        paths.append(path)
-    kind = KINDS.get(values.get("customization_type", ""), DatasetKind.FINE_TUNING)
+        if not location.path.is_file():
+            return DataCheck(f"The {label} {shown(uri)} does not exist or is not a file.")
+        paths.append(location.path)
+    kind = DATASET_KINDS.get(values.get("customization_type", ""), DatasetKind.FINE_TUNING)
     return DataCheck(report=validate_dataset(paths[0], paths[1:], kind, max_listed=LISTED_PROBLEMS))
 
 
@@ -145,14 +144,14 @@ def request_from_form(values: dict[str, str]) -> dict:
         "jobName": values.get("job_name", "").strip(), "customModelName": values.get("model_name", "").strip(),
         "roleArn": values.get("role_arn", "").strip() or DEFAULT_ROLE,
         "baseModelIdentifier": values.get("base_model", "").strip(),
-        "customizationType": values.get("customization_type", "FINE_TUNING").strip(),
+        "customizationType": values.get("customization_type", CustomizationKind.FINE_TUNING).strip(),
         "trainingDataConfig": {"s3Uri": values.get("training", "").strip()},
         "outputDataConfig": {"s3Uri": values.get("output", "").strip()},
         "hyperParameters": _chosen(values),
     }
     if values.get("validation", "").strip():
         body["validationDataConfig"] = {"validators": [{"s3Uri": values["validation"].strip()}]}
-    if body["customizationType"] == "DISTILLATION" and values.get("teacher", "").strip():
+    if body["customizationType"] == CustomizationKind.DISTILLATION and values.get("teacher", "").strip():
         body["customizationConfig"] = {"distillationConfig": {"teacherModelConfig": {"teacherModelIdentifier": values["teacher"].strip()}}}
     return body
 
@@ -176,10 +175,8 @@ def _create(request: Request, settings: ServiceSettings, store, session, values:
     except ValidationError as exc:
         return _form_page(request, settings, values, [describe(e) for e in exc.errors()], status_code=400)
     try:
-        created = job_routes.create_job(body, settings, store, session)
+        job = control.create_job(store, session, settings, spec_from_request(body, settings.allowed_roots))
     except ServiceError as error:
         session.rollback()
         return _form_page(request, settings, values, [error.message], status_code=400)
-    arn = json.loads(created.body)["jobArn"]
-    job = store.job(session, arn)
-    return Response(status_code=303, headers={"Location": f"/console/jobs/{job.name if job else body.jobName}"})
+    return Response(status_code=303, headers={"Location": f"/console/jobs/{job.name}"})

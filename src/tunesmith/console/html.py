@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from tunesmith.api.errors import describe
 from tunesmith.jobs.errors import ServiceError, ValidationException
+from tunesmith.statuses import JobStatus, ModelStatus
 
 log = logging.getLogger("tunesmith.console")
 HERE = Path(__file__).parent
@@ -46,6 +47,7 @@ def duration(seconds: float | None) -> str:
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["when"] = _when
 templates.env.filters["duration"] = duration
+templates.env.globals.update(JobStatus=JobStatus, ModelStatus=ModelStatus)  # templates compare with these, never a spelling
 
 
 class LoginRequired(Exception):

@@ -9,15 +9,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.responses import Response
 
-from tunesmith.api import job_routes as job_routes
 from tunesmith.api.dependencies import SessionDep, SettingsDep, StoreDep
 from tunesmith.console.html import ConsoleRoute, error_page, render
 from tunesmith.console.progress import job_progress, loss_series, read_events, shown_fields
 from tunesmith.hyperparameters import TABLE
+from tunesmith.jobs import control
 from tunesmith.jobs.errors import ResourceNotFoundException, ServiceError
 from tunesmith.jobs.layout import JobFolder
-from tunesmith.jobs.lifecycle import ACTIVE
 from tunesmith.jobs.store import Job
+from tunesmith.statuses import ACTIVE_JOB_STATUSES
 
 router = APIRouter(route_class=ConsoleRoute)
 MAX_LISTED = 200
@@ -26,7 +26,7 @@ POLL_SECONDS = 2
 
 
 def _row(job: Job, home) -> dict:
-    return {"job": job, "progress": job_progress(job, JobFolder(home, job.id).events), "active": job.status in ACTIVE}
+    return {"job": job, "progress": job_progress(job, JobFolder(home, job.id).events), "active": job.status in ACTIVE_JOB_STATUSES}
 
 
 def _rows(session, home) -> list[dict]:
@@ -55,7 +55,7 @@ def _job(store, session, name: str) -> Job:
 def _live(job: Job, home) -> dict:
     """What the polled parts of a job's page show."""
     details = job.details or {}
-    return {"job": job, "progress": job_progress(job, JobFolder(home, job.id).events), "active": job.status in ACTIVE,
+    return {"job": job, "progress": job_progress(job, JobFolder(home, job.id).events), "active": job.status in ACTIVE_JOB_STATUSES,
             "poll": POLL_SECONDS, "warnings": details.get("warnings") or [], "plan": details.get("plan") or {}}
 
 
@@ -67,8 +67,9 @@ def _summary(request: Request, job: Job, home, notice: str | None = None) -> Res
 def job_page(request: Request, name: str, settings: SettingsDep, store: StoreDep, session: SessionDep) -> Response:
     job = _job(store, session, name)
     spec = job.spec
-    hyperparameters = [{"label": s.label, "key": s.key, "sent": spec.hyperparameters_sent.get(s.key),
-                        "resolved": spec.hyperparameters.get(s.key)} for s in TABLE]
+    resolved = spec.hyperparameters.to_wire()
+    hyperparameters = [{"label": s.label, "key": s.key, "sent": spec.hyperparameters_sent.get(s.key), "resolved": resolved[s.key]}
+                       for s in TABLE]
     return render(request, "job.html", spec=spec, hyperparameters=hyperparameters, **_live(job, settings.home))
 
 
@@ -89,7 +90,7 @@ def job_events(request: Request, name: str, settings: SettingsDep, store: StoreD
     events = read_events(JobFolder(settings.home, job.id).events)
     recent = [{"time": dt.datetime.fromtimestamp(e["time"], dt.UTC) if isinstance(e.get("time"), (int, float)) else None,
                "event": str(e.get("event", "")), "fields": shown_fields(e)} for e in reversed(events[-RECENT_EVENTS:])]
-    return render(request, "_events.html", job=job, events=recent, total=len(events), active=job.status in ACTIVE,
+    return render(request, "_events.html", job=job, events=recent, total=len(events), active=job.status in ACTIVE_JOB_STATUSES,
                   poll=POLL_SECONDS)
 
 
@@ -98,15 +99,15 @@ def job_losses(name: str, settings: SettingsDep, store: StoreDep, session: Sessi
     """The loss curves as JSON, polled by the chart while the job runs."""
     job = _job(store, session, name)
     series = loss_series(read_events(JobFolder(settings.home, job.id).events))
-    return JSONResponse({**series, "status": job.status, "active": job.status in ACTIVE})
+    return JSONResponse({**series, "status": job.status, "active": job.status in ACTIVE_JOB_STATUSES})
 
 
 @router.post("/jobs/{name}/stop")
 def stop_job(request: Request, name: str, settings: SettingsDep, store: StoreDep, session: SessionDep) -> Response:
-    """StopModelCustomizationJob, through the API's own route function."""
+    """StopModelCustomizationJob, through the job service as the API's route does it."""
     job = _job(store, session, name)
     try:
-        job_routes.stop_job(job.name, store, session)
+        control.stop_job(session, job)
     except ServiceError as error:
         session.rollback()
         return _summary(request, _job(store, session, name), settings.home, notice=error.message)

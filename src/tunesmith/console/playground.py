@@ -16,15 +16,16 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from tunesmith.api.converse import chat_from, generation_threads, settings_from
 from tunesmith.api.dependencies import SessionDep, StoreDep
 from tunesmith.api.errors import describe
 from tunesmith.api.protocol import ConverseRequest, Identifier
-from tunesmith.api.runtime_routes import chat_from, generation_threads as runtime_threads, settings_from
 from tunesmith.console.html import ConsoleRoute, log, render
 from tunesmith.console.models import custom_models, deployments
 from tunesmith.inference.answers import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, stream
 from tunesmith.inference.model_ids import resolve_model_id as model_spec
 from tunesmith.jobs.errors import ServiceError
+from tunesmith.statuses import ModelStatus
 from tunesmith.tiers import TIERS
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -36,7 +37,7 @@ class PlaygroundRequest(ConverseRequest):
 
 @router.get("/playground")
 def playground_page(request: Request, session: SessionDep, model: str | None = None) -> Response:
-    active = [m for m in custom_models(session) if m.status == "Active"]
+    active = [m for m in custom_models(session) if m.status == ModelStatus.ACTIVE]
     return render(request, "playground.html", tiers=list(TIERS.values()), models=active, deployments=deployments(session),
                   chosen=model, max_tokens=DEFAULT_MAX_TOKENS, temperature=DEFAULT_TEMPERATURE)
 
@@ -54,7 +55,7 @@ async def chat_stream(request: Request, store: StoreDep) -> Response:
         return Response("; ".join(describe(e) for e in exc.errors()[:5]), status_code=400, media_type="text/plain")
     except ServiceError as error:
         return Response(error.message, status_code=error.status, media_type="text/plain")
-    limiter = runtime_threads(request)
+    limiter = generation_threads(request)
 
     def load():
         key, spec = model_spec(store, body.modelId)

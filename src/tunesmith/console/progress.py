@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunesmith.jobs.lifecycle import ACTIVE, Phase, PhaseStatus
+from tunesmith.jobs.lifecycle import Phase
 from tunesmith.jobs.store import Job
+from tunesmith.statuses import ACTIVE_JOB_STATUSES, JobStatus, PhaseStatus
 
 TAIL_BYTES = 64 * 1024
 """How much of the end of the events file the jobs list reads for the latest step."""
@@ -49,12 +50,12 @@ def current_phase(job: Job) -> str:
     """``Training`` while it runs; after the end, the last phase reached and how it ended."""
     phases = job.phases or {}
     for key, label in PHASE_LABELS.items():
-        if phases.get(key, {}).get("status") == PhaseStatus.IN_PROGRESS.value:
+        if phases.get(key, {}).get("status") == PhaseStatus.IN_PROGRESS:
             return label
     reached = [(label, phases[key]["status"]) for key, label in PHASE_LABELS.items()
-               if phases.get(key, {}).get("status", PhaseStatus.NOT_STARTED.value) != PhaseStatus.NOT_STARTED.value]
+               if phases.get(key, {}).get("status", PhaseStatus.NOT_STARTED) != PhaseStatus.NOT_STARTED]
     if not reached:
-        return "Queued" if job.status in ACTIVE else "Not started"
+        return "Queued" if job.status in ACTIVE_JOB_STATUSES else "Not started"
     label, status = reached[-1]
     return f"{label} {status.lower()}"
 
@@ -80,8 +81,8 @@ def job_progress(job: Job, events_path: Path, events: list[dict] | None = None) 
         events = read_events(events_path, TAIL_BYTES)
     last = next((e for e in reversed(events) if e.get("event") == "step"), None)
     step = last.get("step") if last else None
-    active = job.status in ACTIVE
-    if job.status == "Completed" and total:
+    active = job.status in ACTIVE_JOB_STATUSES
+    if job.status == JobStatus.COMPLETED and total:
         step = total
     eta = last.get("eta_s") if last and active else None
     return Progress(current_phase(job), step if isinstance(step, int) else None, total if isinstance(total, int) else None,

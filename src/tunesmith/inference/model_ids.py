@@ -6,6 +6,7 @@ import pathlib
 
 from tunesmith.jobs.errors import ResourceNotFoundException, ValidationException
 from tunesmith.jobs.store import JobStore
+from tunesmith.statuses import ModelStatus
 from tunesmith.tiers import UnknownModelError, resolve_tier
 
 
@@ -16,7 +17,7 @@ def resolve_model_id(store: JobStore, model_id: str) -> tuple[str, str]:
         deployment = store.deployment(session, model_id)
         model = store.model(session, deployment.model_arn if deployment else model_id)
         if model is not None:
-            if model.status != "Active" or not model.folder:
+            if model.status != ModelStatus.ACTIVE or not model.folder:
                 raise ValidationException(f"model {model.name} is {model.status}; it cannot be invoked")
             stored = (model.details or {}).get("modelUri")
             here = (pathlib.Path(model.folder) / "manifest.json").is_file()

@@ -1,4 +1,4 @@
-"""A job's statuses and every transition between them, in one place.
+"""Every transition between a job's statuses (:mod:`tunesmith.statuses`), in one place.
 
     InProgress --(stop requested, not started)----------------> Stopped
     InProgress --(stop requested, worker running)--> Stopping --> Stopped
@@ -32,28 +32,9 @@ from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
 from tunesmith.jobs.store import Job, utcnow
+from tunesmith.statuses import ACTIVE_JOB_STATUSES, JobStatus, PhaseStatus
 
 MAX_FAILURE_MESSAGE = 2048
-
-
-class JobStatus(str, enum.Enum):
-    IN_PROGRESS = "InProgress"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    STOPPING = "Stopping"
-    STOPPED = "Stopped"
-
-
-ACTIVE = (JobStatus.IN_PROGRESS.value, JobStatus.STOPPING.value)
-"""Statuses of a job that still has work or a worker."""
-
-
-class PhaseStatus(str, enum.Enum):
-    NOT_STARTED = "NotStarted"
-    IN_PROGRESS = "InProgress"
-    COMPLETED = "Completed"
-    STOPPED = "Stopped"
-    FAILED = "Failed"
 
 
 class Phase(str, enum.Enum):
@@ -95,7 +76,7 @@ def _set_phases(job: Job, changes: dict[Phase, PhaseStatus]) -> None:
 
 
 def _finish_open_phases(job: Job, status: PhaseStatus, include_not_started: bool = True) -> None:
-    open_ = (PhaseStatus.IN_PROGRESS.value, PhaseStatus.NOT_STARTED.value) if include_not_started else (PhaseStatus.IN_PROGRESS.value,)
+    open_ = (PhaseStatus.IN_PROGRESS, PhaseStatus.NOT_STARTED) if include_not_started else (PhaseStatus.IN_PROGRESS,)
     _set_phases(job, {Phase(k): status for k, v in job.phases.items() if v["status"] in open_})
 
 
@@ -110,7 +91,7 @@ def _release(job: Job) -> None:
 
 def _require_active(job: Job, what: str) -> None:
     """A job that already ended (Completed, Failed, Stopped) never changes again."""
-    if job.status not in ACTIVE:
+    if job.status not in ACTIVE_JOB_STATUSES:
         raise TransitionError(f"job {job.name} is {job.status}: it cannot {what}")
 
 
@@ -126,19 +107,19 @@ def enter_phase(job: Job, phase: Phase) -> None:
 
 def request_stop(job: Job) -> None:
     """StopModelCustomizationJob: a job nobody runs stops now; a running one is asked to."""
-    if job.status != JobStatus.IN_PROGRESS.value:
-        raise TransitionError(f"job {job.name} is {job.status}; only an InProgress job can be stopped")
+    if job.status != JobStatus.IN_PROGRESS:
+        raise TransitionError(f"job {job.name} is {job.status}; only an {JobStatus.IN_PROGRESS} job can be stopped")
     job.stop_requested = True
     if job.worker_pid is None:
         stopped(job)
     else:
-        job.status = JobStatus.STOPPING.value
+        job.status = JobStatus.STOPPING
         _touch(job)
 
 
 def stopped(job: Job) -> None:
     _require_active(job, "stop")
-    job.status, job.ended = JobStatus.STOPPED.value, utcnow()
+    job.status, job.ended = JobStatus.STOPPED, utcnow()
     _release(job)
     _finish_open_phases(job, PhaseStatus.STOPPED)
     _touch(job)
@@ -146,7 +127,7 @@ def stopped(job: Job) -> None:
 
 def failed(job: Job, message: str) -> None:
     _require_active(job, "fail")
-    job.status, job.ended = JobStatus.FAILED.value, utcnow()
+    job.status, job.ended = JobStatus.FAILED, utcnow()
     _release(job)
     job.failure_message = message[:MAX_FAILURE_MESSAGE]
     _finish_open_phases(job, PhaseStatus.FAILED, include_not_started=False)  # phases never reached stay NotStarted
@@ -155,7 +136,7 @@ def failed(job: Job, message: str) -> None:
 
 def completed(job: Job, model_arn: str) -> None:
     _require_active(job, "complete")
-    job.status, job.output_model_arn, job.ended = JobStatus.COMPLETED.value, model_arn, utcnow()
+    job.status, job.output_model_arn, job.ended = JobStatus.COMPLETED, model_arn, utcnow()
     _release(job)
     _set_phases(job, {p: PhaseStatus.COMPLETED for p in Phase})
     _touch(job)
@@ -166,7 +147,7 @@ def claim(session: Session, job: Job, pid: int, details: dict, by: Claimant) -> 
     changed) when the job stopped, or another claim (any server's) won, since it was read."""
     now = utcnow()
     claimed = session.execute(
-        update(Job).where(Job.id == job.id, Job.status == JobStatus.IN_PROGRESS.value, Job.worker_pid.is_(None))
+        update(Job).where(Job.id == job.id, Job.status == JobStatus.IN_PROGRESS, Job.worker_pid.is_(None))
         .values(worker_pid=pid, worker_node=by.node, server_id=by.server_id, lease_expires=now + by.lease, details=details,
                 modified=now).execution_options(synchronize_session=False)
     ).rowcount == 1
@@ -192,7 +173,7 @@ def renew(session: Session, job_ids: Collection[str], server_id: str, lease: dt.
     if not job_ids:
         return 0
     held = session.execute(
-        update(Job).where(Job.id.in_(list(job_ids)), Job.server_id == server_id, Job.status.in_(ACTIVE))
+        update(Job).where(Job.id.in_(list(job_ids)), Job.server_id == server_id, Job.status.in_(ACTIVE_JOB_STATUSES))
         .values(lease_expires=utcnow() + lease).execution_options(synchronize_session=False)
     ).rowcount
     session.commit()
@@ -217,13 +198,13 @@ def requeued(job: Job) -> None:
 
 def began(job: Job) -> bool:
     """Whether a worker ever took the job up (a phase left NotStarted)."""
-    return any(phase["status"] != PhaseStatus.NOT_STARTED.value for phase in (job.phases or {}).values())
+    return any(phase["status"] != PhaseStatus.NOT_STARTED for phase in (job.phases or {}).values())
 
 
 def interrupted(job: Job, has_checkpoint: bool, reason: str) -> None:
     """The worker vanished (crash, kill, restart): stop, resume or fail, whichever fits. A job
     no worker took up yet (its server died between claim and start) loses nothing: queued again."""
-    if job.status == JobStatus.STOPPING.value or job.stop_requested:
+    if job.status == JobStatus.STOPPING or job.stop_requested:
         stopped(job)
     elif has_checkpoint or not began(job):
         requeued(job)
@@ -235,7 +216,7 @@ def release_unbegun(session: Session, job_id: str, server_id: str, attempts: int
     """A stopping server gives back a job it claimed whose worker never began (``attempts``
     unchanged since the claim); False when the worker began, or the job is no longer its own."""
     released = session.execute(
-        update(Job).where(Job.id == job_id, Job.server_id == server_id, Job.status == JobStatus.IN_PROGRESS.value,
+        update(Job).where(Job.id == job_id, Job.server_id == server_id, Job.status == JobStatus.IN_PROGRESS,
                           func.coalesce(Job.attempts, 0) == attempts)
         .values(worker_pid=None, worker_node=None, server_id=None, lease_expires=None, modified=utcnow())
         .execution_options(synchronize_session=False)

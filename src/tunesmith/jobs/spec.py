@@ -3,18 +3,29 @@
 The HTTP layer builds it from a create request (:func:`tunesmith.api.job_requests.spec_from_request`),
 checking everything that can be checked without reading the data. The spec is stored with
 the job, and the worker reads it back with ``JobSpec.model_validate``; nobody re-parses the
-raw request.
+raw request. The hyperparameters travel typed (:class:`~tunesmith.hyperparameters.Hyperparameters`)
+from there to the training loop; only the API's responses spell them as the wire's strings.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from tunesmith import guide
-from tunesmith.hyperparameters import Hyperparameters
+from tunesmith.datasets import DatasetKind
+from tunesmith.hyperparameters import BY_KEY, Hyperparameters
+from tunesmith.kinds import CustomizationKind
 from tunesmith.tiers import resolve_tier
 
-SUPPORTED_TYPES = ("FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION")
+DATASET_KINDS = {
+    CustomizationKind.FINE_TUNING: DatasetKind.FINE_TUNING,
+    CustomizationKind.CONTINUED_PRE_TRAINING: DatasetKind.PRETRAINING,
+    CustomizationKind.DISTILLATION: DatasetKind.DISTILLATION,
+}
+"""The data each supported kind trains on (a distillation's prompts become fine-tuning data)."""
 
 
 class JobSpec(BaseModel):
@@ -29,14 +40,15 @@ class JobSpec(BaseModel):
     """The tier's name (``micro``, ``lite``, ``pro``)."""
     base_model_id: str
     """The hosted id of the tier, e.g. ``amazon.nova-micro-v1:0:128k``."""
-    customization_type: str
+    customization_type: CustomizationKind
     training_uri: str
     validation_uris: list[str] = []
     output_uri: str
-    hyperparameters: dict[str, str]
-    """Resolved: every hyperparameter, defaults filled in (wire keys and strings)."""
+    hyperparameters: Hyperparameters
+    """Resolved: every hyperparameter, defaults filled in. Stored as numbers under the attribute
+    names; specs stored before were the wire's strings (``{"epochCount": "2"}``) and read as well."""
     hyperparameters_sent: dict[str, str] = {}
-    """As the client sent them."""
+    """As the client sent them, wire strings kept as they came (the run's manifest and the console show them)."""
     client_token: str | None = None
     teacher: str | None = None
     """DISTILLATION: the teacher's identifier (a tier, a hosted id, or a custom model of this server)."""
@@ -50,8 +62,17 @@ class JobSpec(BaseModel):
     duplication: int = 1
     """``tunesmithConfig.duplicationFactor``: virtual duplication of the training records (``TrainConfig.duplication``)."""
 
-    def resolved_hyperparameters(self) -> Hyperparameters:
-        return Hyperparameters.from_wire(self.hyperparameters)
+    @field_validator("hyperparameters", mode="before")
+    @classmethod
+    def _read_wire_strings(cls, value: Any) -> Any:
+        """A spec stored by an earlier tunesmith holds the wire's string map."""
+        if isinstance(value, Mapping) and any(key in BY_KEY for key in value):
+            return Hyperparameters.from_wire(value)
+        return value
+
+    @property
+    def dataset_kind(self) -> DatasetKind:
+        return DATASET_KINDS[self.customization_type]
 
     # The hosted API's shapes, rebuilt from the spec for Get* responses.
     def training_data_config(self) -> dict:
@@ -77,11 +98,11 @@ def spec_from_legacy(raw: dict) -> JobSpec:
     tier = resolve_tier(raw.get("baseModelIdentifier") or "micro")
     return JobSpec(
         job_name=raw["jobName"], model_name=raw["customModelName"], role_arn=raw.get("roleArn", ""), tier=tier.name,
-        base_model_id=tier.hosted_ids[0], customization_type=raw.get("customizationType") or "FINE_TUNING",
+        base_model_id=tier.hosted_ids[0], customization_type=raw.get("customizationType") or CustomizationKind.FINE_TUNING,
         training_uri=raw["trainingDataConfig"]["s3Uri"],
         validation_uris=[v["s3Uri"] for v in (raw.get("validationDataConfig") or {}).get("validators", [])],
         output_uri=raw["outputDataConfig"]["s3Uri"],
-        hyperparameters=raw.get("hyperParametersResolved") or Hyperparameters().to_wire(),
+        hyperparameters=Hyperparameters.from_wire(raw.get("hyperParametersResolved")),
         hyperparameters_sent=dict(raw.get("hyperParameters") or {}), client_token=raw.get("clientRequestToken"),
         teacher=distillation.get("teacherModelIdentifier"),
         max_response_length=distillation.get("maxResponseLengthForInference", guide.DEFAULT_RESPONSE_TOKENS),

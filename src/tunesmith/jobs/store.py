@@ -11,16 +11,19 @@ the database, so concurrent creates of the same name have exactly one winner.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import secrets
 import string
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text, create_engine, event, select, text
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text, TypeDecorator, create_engine, event, select, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from tunesmith.errors import TunesmithError
 from tunesmith.jobs.logs import safe_database_url
+from tunesmith.kinds import CustomizationKind
+from tunesmith.statuses import ACTIVE_JOB_STATUSES, DeploymentStatus, JobStatus, ModelStatus
 
 if TYPE_CHECKING:
     from tunesmith.jobs.spec import JobSpec
@@ -41,8 +44,26 @@ class Base(DeclarativeBase):
     pass
 
 
-ACTIVE_JOB = text("status IN ('InProgress', 'Stopping')")
-"""The statuses of :data:`tunesmith.jobs.lifecycle.ACTIVE`, as SQL (the index below needs them here)."""
+class StoredEnum(TypeDecorator):
+    """A column of an enum's values: a VARCHAR in the database (the schema does not change), the
+    enum's member in Python. Only the enum's values are written: anything else is a ValueError."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, vocabulary: type[enum.StrEnum], length: int):
+        super().__init__(length)
+        self.vocabulary = vocabulary
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else self.vocabulary(value).value
+
+    def process_result_value(self, value: str | None, dialect: Any) -> enum.StrEnum | None:
+        return None if value is None else self.vocabulary(value)
+
+
+ACTIVE_JOB = text("status IN ({})".format(", ".join(f"'{status}'" for status in ACTIVE_JOB_STATUSES)))
+""":data:`~tunesmith.statuses.ACTIVE_JOB_STATUSES` as SQL, for the partial index on jobs."""
 
 
 class Job(Base):
@@ -63,11 +84,11 @@ class Job(Base):
     spec_json: Mapped[dict] = mapped_column("request", JSON)
     """The validated create request (:class:`~tunesmith.jobs.spec.JobSpec`); read it with :attr:`spec`."""
     base_model_arn: Mapped[str] = mapped_column(String(1011))
-    customization_type: Mapped[str] = mapped_column(String(32))
+    customization_type: Mapped[CustomizationKind] = mapped_column(StoredEnum(CustomizationKind, 32))
     output_model_name: Mapped[str] = mapped_column(String(63))
     output_model_arn: Mapped[str | None] = mapped_column(String(1011), nullable=True)
-    status: Mapped[str] = mapped_column(String(16))
-    """A :class:`~tunesmith.jobs.lifecycle.JobStatus` value."""
+    status: Mapped[JobStatus] = mapped_column(StoredEnum(JobStatus, 16))
+    """Changed only by :mod:`tunesmith.jobs.lifecycle`."""
     phases: Mapped[dict] = mapped_column(JSON)
     """validationDetails / dataProcessingDetails / trainingDetails: {status, creationTime, lastModifiedTime}."""
     failure_message: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -108,8 +129,8 @@ class CustomModel(Base):
     job_arn: Mapped[str] = mapped_column(String(1011))
     job_name: Mapped[str] = mapped_column(String(63))
     base_model_arn: Mapped[str] = mapped_column(String(1011))
-    customization_type: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="Creating")
+    customization_type: Mapped[CustomizationKind] = mapped_column(StoredEnum(CustomizationKind, 32))
+    status: Mapped[ModelStatus] = mapped_column(StoredEnum(ModelStatus, 16), default=ModelStatus.CREATING)
     folder: Mapped[str | None] = mapped_column(Text, nullable=True)
     """The result folder holding model/, adapter/ and manifest.json."""
     details: Mapped[dict] = mapped_column(JSON, default=dict)
@@ -127,7 +148,7 @@ class Deployment(Base):
     model_arn: Mapped[str] = mapped_column(String(1011))
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     client_token: Mapped[str | None] = mapped_column(String(256), unique=True, nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="Active")
+    status: Mapped[DeploymentStatus] = mapped_column(StoredEnum(DeploymentStatus, 16), default=DeploymentStatus.ACTIVE)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     modified: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -33,9 +33,9 @@ from sqlalchemy import or_, select
 from tunesmith.jobs import lifecycle
 from tunesmith.jobs.executors import Executor, WorkerHandle, make_executor
 from tunesmith.jobs.layout import JobFolder
-from tunesmith.jobs.lifecycle import JobStatus
 from tunesmith.jobs.settings import ServiceSettings
 from tunesmith.jobs.store import Job, JobStore, utcnow
+from tunesmith.statuses import ACTIVE_JOB_STATUSES, JobStatus
 from tunesmith.training.checkpoints import latest_checkpoint
 
 log = logging.getLogger("tunesmith.service.jobs")
@@ -61,13 +61,13 @@ def first_line(message: str | None) -> str:
 
 def log_outcome(job: Job, pid: int | None, why: str = "") -> None:
     """One line for where a job stands after its worker ended (or vanished)."""
-    if job.status == JobStatus.COMPLETED.value:
+    if job.status == JobStatus.COMPLETED:
         log.info("job %s completed: model %s", job.name, job.output_model_arn)
-    elif job.status == JobStatus.FAILED.value:
+    elif job.status == JobStatus.FAILED:
         log.info("job %s failed: %s", job.name, first_line(job.failure_message))
-    elif job.status == JobStatus.STOPPED.value:
+    elif job.status == JobStatus.STOPPED:
         log.info("job %s stopped%s", job.name, why)
-    elif job.status in lifecycle.ACTIVE and job.worker_pid is None:
+    elif job.status in ACTIVE_JOB_STATUSES and job.worker_pid is None:
         log.info("job %s queued again to resume from its last checkpoint%s (worker pid %s ended)", job.name, why, pid)
 
 
@@ -97,7 +97,7 @@ class Supervisor:
 
     def _claimed_here(self):
         """Active jobs a worker on this node holds (rows from before leases have no node: they are local)."""
-        return select(Job).where(Job.status.in_(lifecycle.ACTIVE), Job.worker_pid.isnot(None),
+        return select(Job).where(Job.status.in_(ACTIVE_JOB_STATUSES), Job.worker_pid.isnot(None),
                                  or_(Job.worker_node == self.settings.node_name, Job.worker_node.is_(None)))
 
     def recover(self) -> None:
@@ -135,7 +135,7 @@ class Supervisor:
         while time.monotonic() < deadline:
             with self.store.session() as session:
                 held = session.scalars(select(Job).where(Job.id.in_(list(self.children)), Job.server_id == self.claimant.server_id,
-                                                         Job.status.in_(lifecycle.ACTIVE))).all()
+                                                         Job.status.in_(ACTIVE_JOB_STATUSES))).all()
                 if all((job.attempts or 0) == self._attempts.get(job.id) for job in held):  # only never-begun ones are left
                     return
             time.sleep(POLL_SECONDS)
@@ -162,7 +162,7 @@ class Supervisor:
             room = self.settings.concurrency - started
             if room <= 0:
                 return
-            queued = session.scalars(select(Job).where(Job.status == JobStatus.IN_PROGRESS.value, Job.worker_pid.is_(None))
+            queued = session.scalars(select(Job).where(Job.status == JobStatus.IN_PROGRESS, Job.worker_pid.is_(None))
                                      .order_by(Job.created, Job.id).limit(room + len(self.children) + QUEUE_SLACK)).all()
             for job in queued:
                 if started >= self.settings.concurrency:
@@ -208,9 +208,9 @@ class Supervisor:
         (the machine's resources: OSError), else failed with the reason (e.g. Ray refused the task)."""
         log.error("job %s: its worker could not be started: %s: %s", name, type(exc).__name__, exc)
         job = session.get(Job, job_id, populate_existing=True)  # the claim was an UPDATE: read what it wrote
-        if job is None or job.status not in lifecycle.ACTIVE:
+        if job is None or job.status not in ACTIVE_JOB_STATUSES:
             return
-        if job.status == JobStatus.STOPPING.value:
+        if job.status == JobStatus.STOPPING:
             lifecycle.stopped(job)
         elif isinstance(exc, OSError):
             lifecycle.requeued(job)
@@ -238,7 +238,7 @@ class Supervisor:
         if not waiting:
             return
         with self.store.session() as session:
-            for job in session.scalars(select(Job).where(Job.id.in_(waiting), Job.status == JobStatus.STOPPING.value)).all():
+            for job in session.scalars(select(Job).where(Job.id.in_(waiting), Job.status == JobStatus.STOPPING)).all():
                 if (job.attempts or 0) == self._attempts.get(job.id):
                     log.info("job %s: stopped before its worker began; cancelling it", job.name)
                     self.children[job.id].kill()
@@ -255,7 +255,7 @@ class Supervisor:
                 return
             for job_id, process in list(self.children.items()):
                 job = session.get(Job, job_id)
-                if job is not None and job.status in lifecycle.ACTIVE and job.server_id != self.claimant.server_id:
+                if job is not None and job.status in ACTIVE_JOB_STATUSES and job.server_id != self.claimant.server_id:
                     process.kill()  # not terminate: a worker stopped by SIGTERM would queue the job again
                     with contextlib.suppress(Exception):  # a Ray node that is gone may not answer: reaped later if so
                         process.wait(timeout=KILL_WAIT_SECONDS)
@@ -268,7 +268,7 @@ class Supervisor:
         """Jobs whose lease lapsed (on any node) are resumed, stopped or failed as after a restart.
         On PostgreSQL each row is locked (SKIP LOCKED), so two servers never take over one job."""
         with self.store.session() as session:
-            lapsed = session.scalars(select(Job).where(Job.status.in_(lifecycle.ACTIVE), Job.worker_pid.isnot(None),
+            lapsed = session.scalars(select(Job).where(Job.status.in_(ACTIVE_JOB_STATUSES), Job.worker_pid.isnot(None),
                                                        Job.lease_expires < utcnow()).with_for_update(skip_locked=True)).all()
             for job in lapsed:
                 if job.id in self.children:
@@ -293,7 +293,7 @@ class Supervisor:
             self._forget(job_id)
             with self.store.session() as session:
                 job = session.get(Job, job_id)
-                if job is not None and job.status in lifecycle.ACTIVE and job.server_id == self.claimant.server_id:
+                if job is not None and job.status in ACTIVE_JOB_STATUSES and job.server_id == self.claimant.server_id:
                     self._settle(job, process, code)
                     session.commit()
                 if job is not None:
@@ -301,7 +301,7 @@ class Supervisor:
 
     def _settle(self, job: Job, process: WorkerHandle, code: int) -> None:
         """A worker of this server ended and left its job active: stopped, resumed or failed."""
-        if job.status == JobStatus.STOPPING.value:
+        if job.status == JobStatus.STOPPING:
             lifecycle.stopped(job)
             return
         worker_log = JobFolder(self.settings.home, job.id).log

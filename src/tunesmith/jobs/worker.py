@@ -1,6 +1,6 @@
 """One job, run in its own process: fetch and validate the data, train, publish the outputs.
 
-``python -m tunesmith.jobs.worker --home H --job ID [--device D] [--save-every N] [--lease-seconds S]``
+``python -m tunesmith.jobs.worker --home H --job ID [--allow-path DIR ...] [--device D] [--save-every N] [--lease-seconds S]``
 is started by the supervisor, with the database URL in ``TUNESMITH_DATABASE_URL`` (never on the
 command line, which ``ps`` shows to every user); it renews the job's lease while it runs
 (:mod:`~tunesmith.jobs.heartbeat`). The process owns the job's row while it runs: it moves the
@@ -23,7 +23,7 @@ import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tunesmith import guide
@@ -37,6 +37,8 @@ from tunesmith.jobs.logs import LOG_LEVELS, configure_logging
 from tunesmith.jobs.settings import DATABASE_URL_VARIABLE
 from tunesmith.jobs.spec import JobSpec
 from tunesmith.jobs.store import CustomModel, Job, JobStore, new_id
+from tunesmith.statuses import JobStatus, ModelStatus
+from tunesmith.tiers import UnknownModelError, resolve_tier
 from tunesmith.training import RunResult, StepInfo, TrainConfig, TrainingRun, distributed, finetune
 from tunesmith.training.checkpoints import checkpoint_path, latest_checkpoint, list_checkpoints
 from tunesmith.training.distributed import world_from_environment
@@ -46,7 +48,6 @@ log = logging.getLogger("tunesmith.service.jobs")
 STOP_POLL_SECONDS = 1.0
 RANK_WAIT = dt.timedelta(hours=24)
 """How long ranks wait for rank 0 at a collective: a distillation's teacher phase runs first."""
-KINDS = {"CONTINUED_PRE_TRAINING": DatasetKind.PRETRAINING, "DISTILLATION": DatasetKind.DISTILLATION}
 
 
 class JobFailed(Exception):
@@ -54,8 +55,11 @@ class JobFailed(Exception):
 
 
 class JobWorker:
-    def __init__(self, store: JobStore, home: Path, job_id: str, save_every: int | None = None, device: str = "auto"):
+    def __init__(self, store: JobStore, home: Path, job_id: str, save_every: int | None = None, device: str = "auto",
+                 allowed_roots: Sequence[str] = ()):
         self.store, self.job_id, self.save_every, self.device = store, job_id, save_every, device
+        self.allowed_roots = [str(home), *allowed_roots]
+        """Where the job's data and outputs may be: its server's ``--allow-path`` folders, and home."""
         self.folder = JobFolder(home, job_id)
         self.world = world_from_environment()
         self._last_poll, self._stop_seen, self._handed_off = 0.0, False, False
@@ -63,6 +67,7 @@ class JobWorker:
         self.uploader: artifacts.CheckpointUploader | None = None
         """Sends checkpoints to S3 when the job's output is there (rank 0 only)."""
         self.model_uri: str | None = None
+        self.output: uris.Location | None = None
 
     # -- the job's row ----------------------------------------------------------------------
     def change(self, apply: Callable[[Job], None]) -> Job:
@@ -121,11 +126,14 @@ class JobWorker:
             pass
 
     def _execute(self, spec: JobSpec) -> None:
-        kind = KINDS.get(spec.customization_type, DatasetKind.FINE_TUNING)
+        kind = spec.dataset_kind
         self.change(lambda j: lifecycle.enter_phase(j, Phase.VALIDATION))
+        located = self._locate([("trainingDataConfig.s3Uri", spec.training_uri), ("outputDataConfig.s3Uri", spec.output_uri),
+                                *[(f"validationDataConfig.validators[{i}].s3Uri", u) for i, u in enumerate(spec.validation_uris)]])
+        self.output = located[1]
         try:
-            training = uris.fetch(spec.training_uri, self.folder.data, "train.jsonl")
-            validation = [uris.fetch(u, self.folder.data, f"validation-{i}.jsonl") for i, u in enumerate(spec.validation_uris)]
+            training = uris.fetch(located[0], self.folder.data, "train.jsonl")
+            validation = [uris.fetch(v, self.folder.data, f"validation-{i}.jsonl") for i, v in enumerate(located[2:])]
         except Exception as exc:
             raise JobFailed(f"cannot read the data: {exc}") from exc
         report = validate_dataset(training, validation, kind)
@@ -152,10 +160,21 @@ class JobWorker:
         self._publish(spec)
         self._register_model(spec, result)
 
+    def _locate(self, fields: list[tuple[str, str]]) -> list[uris.Location]:
+        """The job's locations, checked again here: the spec may predate the checks, or the
+        server that created the job may allow other folders than this one."""
+        located = []
+        for field, uri in fields:
+            try:
+                located.append(uris.locate(uri, self.allowed_roots))
+            except uris.UriError as exc:
+                raise JobFailed(f"{field}: {exc}") from None
+        return located
+
     def _train_config(self, spec: JobSpec, training: Path, validation: list[Path], kind: DatasetKind, resume: bool) -> TrainConfig:
         return TrainConfig(
             data=training, validation=validation, output=self.folder.run, model=spec.tier, kind=kind,
-            hyperparameters=spec.resolved_hyperparameters(), hyperparameters_sent=dict(spec.hyperparameters_sent),
+            hyperparameters=spec.hyperparameters, hyperparameters_sent=dict(spec.hyperparameters_sent),
             resume=resume, save_every=self.save_every, device=self.device,
             early_stopping_patience=spec.early_stopping_patience if validation else None, eval_every=spec.eval_every,
             duplication=spec.duplication,
@@ -209,7 +228,7 @@ class JobWorker:
                 job.checkpoints = checkpoints
                 lifecycle.requeued(job)
         job = self.change(stop)
-        log.info("job %s: %s at step %d", self.job_id, "stopped" if job.status == lifecycle.JobStatus.STOPPED.value
+        log.info("job %s: %s at step %d", self.job_id, "stopped" if job.status == JobStatus.STOPPED
                  else "interrupted; queued to resume", result.state.step)
 
     def _synthesize(self, spec: JobSpec, prompts: Path) -> Path | None:
@@ -219,6 +238,12 @@ class JobWorker:
 
         with self.store.session() as session:
             model = self.store.model(session, spec.teacher)
+        if model is None:  # a tier; never a path, which resolve_model would also take
+            try:
+                resolve_tier(spec.teacher)
+            except UnknownModelError:
+                raise JobFailed(f"the teacher {spec.teacher} is neither a model tier nor a custom model of this server "
+                                "(was it deleted?)") from None
         teacher = LocalTeacher.load(model.folder if model is not None else spec.teacher, device=self.device)
         try:
             report = synthesize(prompts, teacher, self.folder.synthesis, spec.max_response_length, stop=self.stop_requested)
@@ -292,11 +317,11 @@ class JobWorker:
         for relative in (TRAINING_CSV, VALIDATION_CSV, EVENTS, Path("manifest.json"), Path("loss_curve.png")):
             source = self.folder.run / relative
             if source.exists():
-                uris.publish(source, spec.output_uri, f"{prefix}/{relative.as_posix()}")
+                uris.publish(source, self.output, f"{prefix}/{relative.as_posix()}")
         for name in ("synthetic.jsonl", "prompt_report.json", "rejected.jsonl"):  # distillation's teacher phase
             source = self.folder.synthesis / name
             if source.exists():
-                uris.publish(source, spec.output_uri, f"{prefix}/distillation/{name}")
+                uris.publish(source, self.output, f"{prefix}/distillation/{name}")
 
     def _register_model(self, spec: JobSpec, result: RunResult) -> None:
         model_id = new_id()
@@ -306,7 +331,7 @@ class JobWorker:
             job = session.get(Job, self.job_id)
             session.add(CustomModel(
                 id=model_id, arn=arn, name=job.output_model_name, job_arn=job.arn, job_name=job.name,
-                base_model_arn=job.base_model_arn, customization_type=job.customization_type, status="Active",
+                base_model_arn=job.base_model_arn, customization_type=job.customization_type, status=ModelStatus.ACTIVE,
                 folder=str(self.folder.run), details={"result": manifest["result"], **({"modelUri": self.model_uri} if self.model_uri else {})},
             ))
             job.checkpoints = self._checkpoints()
@@ -323,6 +348,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run one tunesmith customization job.")
     parser.add_argument("--home", required=True)
     parser.add_argument("--job", required=True)
+    parser.add_argument("--allow-path", action="append", default=[], help="A folder the job's data and outputs may be in (repeatable; "
+                        "--home always is): the server's own.")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (the supervisor sets CUDA_VISIBLE_DEVICES).")
     parser.add_argument("--save-every", type=int, default=None, help="Also checkpoint every N optimizer steps.")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="What goes to the job's log (stderr).")
@@ -334,7 +361,7 @@ def main() -> None:
     configure_logging(args.log_level)
     store = JobStore(url, migrate=False)  # the server migrated it before starting this worker
     with LeaseHeartbeat(store, args.job, args.lease_seconds) if args.lease_seconds else contextlib.nullcontext():
-        JobWorker(store, Path(args.home), args.job, args.save_every, args.device).execute()
+        JobWorker(store, Path(args.home), args.job, args.save_every, args.device, args.allow_path).execute()
 
 
 if __name__ == "__main__":

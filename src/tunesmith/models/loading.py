@@ -7,7 +7,7 @@ that patch in place, after which every new model gets meta tensors.
 
 from __future__ import annotations
 
-from tunesmith.models.gguf_cache import LOAD_LOCK as _LOAD_LOCK, ModelUnavailableError
+from tunesmith.models.gguf_cache import LOAD_LOCK, ModelUnavailableError
 from tunesmith.models.registry import ModelSource
 
 CHATML_TEMPLATE = (
@@ -35,7 +35,7 @@ def load_tokenizer(source: ModelSource):
 
     try:
         folder = source.folder()  # may convert a GGUF file once
-        with _LOAD_LOCK:
+        with LOAD_LOCK:
             tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as exc:  # transformers: ValueError for a folder it does not recognise
         raise ModelUnavailableError(f"cannot load the tokenizer of {source.describe()}: {exc}") from exc
@@ -59,7 +59,7 @@ def load_model(source: ModelSource, dtype=None, device=None):
 
     try:
         folder = source.folder()  # may convert a GGUF file once
-        with _LOAD_LOCK:
+        with LOAD_LOCK:
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32)
     except (OSError, ValueError) as exc:  # transformers: ValueError for a folder it does not recognise
         raise ModelUnavailableError(f"cannot load {source.describe()}: {exc}") from exc

@@ -1,4 +1,4 @@
-"""Typed settings of one training run, and the advisor's version of them.
+"""Typed settings of one training run (the advisor's version of them is ``advised.py``).
 
 Each setting is declared once, with :func:`setting`: its default, its bounds and a one-line
 help text. ``__post_init__`` checks the bounds and ``tunesmith.cli.options.config_options``
@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tunesmith.advisor import Advice, recommend
 from tunesmith.datasets import DatasetKind
 from tunesmith.datasets.duplicate import MAX_FACTOR
 from tunesmith.errors import ConfigError
 from tunesmith.hyperparameters import Hyperparameters
-from tunesmith.tiers import ModelTier
 
 Quantize = Literal["none", "4bit", "8bit"]
 """``training.quantization`` (it imports torch; this module must not)."""
@@ -147,11 +145,3 @@ class TrainConfig:
             raise ConfigError("early_stopping_patience needs validation data (--validation): it watches the validation loss")
         if self.early_stopping_patience is not None and self.shard:
             raise ConfigError("early_stopping_patience does not work with --shard yet: drop one of them")
-
-
-def advised_config(config: TrainConfig, records: int, tier: ModelTier) -> tuple[TrainConfig, Advice]:
-    """``config`` with the advisor's hyperparameters and duplication for ``records`` training
-    records on ``tier``, and the advice itself (reasons and warnings). Pure: nothing is read."""
-    advice = recommend(records, tier)
-    advised = dataclasses.replace(config, hyperparameters=advice.hyperparameters, duplication=advice.plan.duplication_factor)
-    return advised, advice

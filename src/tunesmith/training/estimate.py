@@ -155,6 +155,21 @@ def calibration_for(
     return calibration, False
 
 
+def estimate_at_start(config: TrainConfig, on_measure: Callable[[str], None] | None = None) -> Callable[[TrainingRun], Estimate]:
+    """For ``tunesmith train``: the calibration is found (or measured, on a sample of the data) now,
+    before the run loads its model; the function returned makes the estimate from the run's own
+    plan and packing once it is set up, writes ``OUTPUT/estimate.json`` and returns it, so nothing
+    is tokenized or loaded twice."""
+    calibration, cached = calibration_for(config, on_measure=on_measure)
+
+    def estimate(run: TrainingRun) -> Estimate:
+        made = estimate_from_run(run, calibration, cached)
+        write_estimate(run.config.output, made)
+        return made
+
+    return estimate
+
+
 def write_estimate(output: Path, estimate: Estimate) -> Path:
     """``OUTPUT/estimate.json``, for :func:`estimate_vs_actual` after the run."""
     path = Path(output) / ESTIMATE_FILE

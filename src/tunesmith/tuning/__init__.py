@@ -6,13 +6,17 @@
 - ``study.py``: the study in ``OUTPUT/study.db``, resumed after a crash.
 - ``trial.py``: one training run under the pruner, then its exact match.
 - ``table.py``: the trials table and the best trial.
+- ``config.py``: :class:`TuneConfig`, what a search is given.
+- ``bookkeeping.py``: a trial's side of the study: asked for, told how it ended, queued again.
 - ``search.py``: :func:`tune`, the loop over trials.
 - ``endpoint.py``, ``remote_trial.py``, ``remote_search.py``: with ``--endpoint``, trials as jobs
   on a tunesmith server, several at once.
 """
 
+from tunesmith.tuning.bookkeeping import SearchInterrupted
 from tunesmith.tuning.budget import Budget, BudgetError, parse_budget
-from tunesmith.tuning.search import SearchInterrupted, TuneConfig, TuneResult, tune
+from tunesmith.tuning.config import TuneConfig
+from tunesmith.tuning.search import TuneResult, tune
 from tunesmith.tuning.space import SearchSpace, TrialSettings
 from tunesmith.tuning.study import TuneError
 

@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 from tunesmith import guide
 from tunesmith.errors import ConfigError
+from tunesmith.kinds import CustomizationKind
 from tunesmith.tiers import UnknownModelError, resolve_tier
 from tunesmith.training.config import LoraSettings, TrainConfig
 from tunesmith.tuning.space import TrialSettings
@@ -102,7 +103,7 @@ class Endpoint:
         try:
             response = self.call(
                 "create_model_customization_job", jobName=name, customModelName=f"{name}-model", roleArn=ROLE,
-                baseModelIdentifier=self.base_model, customizationType="FINE_TUNING",
+                baseModelIdentifier=self.base_model, customizationType=CustomizationKind.FINE_TUNING.value,
                 trainingDataConfig={"s3Uri": str(training.resolve())}, outputDataConfig={"s3Uri": str(output.resolve())},
                 validationDataConfig={"validators": [{"s3Uri": str(validation.resolve())}]},
                 hyperParameters=settings.hyperparameters.to_wire(),

@@ -1,8 +1,9 @@
 """``tunesmith tune --endpoint``: the search's trials as jobs on a tunesmith server, ``--parallel`` at once.
 
-The study, budget, table and best trial are the in-process search's (``search.py``); only where
-a trial runs differs (``remote_trial.py``). Optuna's ask/tell interface keeps several trials
-RUNNING: ``study.ask()`` hands out the queued starting points (the advice, the defaults, retries)
+The study, budget, table and best trial are the in-process search's (``search.py``), and so is
+each trial's bookkeeping (``bookkeeping.py``); only where a trial runs differs
+(``remote_trial.py``). Optuna's ask/tell interface keeps several trials RUNNING:
+``study.ask()`` hands out the queued starting points (the advice, the defaults, retries)
 first, then TPE's proposals. Every ``POLL_SECONDS`` each trial in flight reads its job's new
 events; when one ends, another starts if ``--trials`` and the budget, counting the trials still
 in flight (``budget.py``), allow it.
@@ -27,19 +28,12 @@ from optuna.trial import TrialState
 from tunesmith.advisor import plan_training
 from tunesmith.models.registry import resolve_model
 from tunesmith.training.config import TrainConfig
+from tunesmith.tuning.bookkeeping import begin_trial, fail_and_requeue, interrupted, record_outcome, why_no_more, write_table
 from tunesmith.tuning.budget import BudgetTracker
+from tunesmith.tuning.config import TuneConfig
 from tunesmith.tuning.endpoint import Endpoint
 from tunesmith.tuning.holdout import Split
 from tunesmith.tuning.remote_trial import HeldOut, JobFailure, RemoteTrial
-from tunesmith.tuning.search import (
-    TuneConfig,
-    begin_trial,
-    fail_and_requeue,
-    interrupted,
-    record_outcome,
-    why_no_more,
-    write_table,
-)
 from tunesmith.tuning.space import SearchSpace, TrialSettings
 from tunesmith.tuning.study import TuneError
 

@@ -32,12 +32,11 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from tunesmith.statuses import ACTIVE_JOB_STATUSES, JobStatus
 from tunesmith.tuning.budget import Budget
 from tunesmith.tuning.endpoint import Endpoint
 from tunesmith.tuning.space import TrialSettings
 from tunesmith.tuning.trial import StoppedBy, TrialOutcome
-
-RUNNING = ("InProgress", "Stopping")
 
 
 @dataclass(frozen=True)
@@ -110,14 +109,15 @@ class RemoteTrial:
         if over_budget:
             self.stop("budget")
         job = self.endpoint.job(self.arn)
-        if job["status"] in RUNNING:
+        status = job["status"]
+        if status in ACTIVE_JOB_STATUSES:
             return None
         self._read_events()  # the lines written before it ended
-        if job["status"] == "Completed":  # also when a stop came too late: the run finished, as in-process
+        if status == JobStatus.COMPLETED:  # also when a stop came too late: the run finished, as in-process
             return self._scored(job["outputModelArn"], held_out)
-        if job["status"] == "Stopped" and self.verdict is not None:
+        if status == JobStatus.STOPPED and self.verdict is not None:
             return self._outcome(TrialState.PRUNED, self.verdict, None)
-        if job["status"] == "Stopped":
+        if status == JobStatus.STOPPED:
             return JobFailure(f"job {self.name} was stopped on the server, not by the search", self.seconds())
         return JobFailure(f"job {self.name}: {job.get('failureMessage') or 'failed without a message'}", self.seconds())
 

@@ -8,7 +8,8 @@
 4. Trials run until ``--trials`` have finished or the budget allows no more (``budget.py``):
    one after another in this process (``trial.py``), or with ``--endpoint`` as jobs on a
    tunesmith server, ``--parallel`` at a time (``remote_search.py``, ``remote_trial.py``).
-   After each, ``OUTPUT/trials.csv`` is rewritten.
+   Both ask for trials and tell the study how they ended through ``bookkeeping.py``; after
+   each, ``OUTPUT/trials.csv`` is rewritten.
 5. The best complete trial (``table.py``) gives the ``hyperParameters`` map, the duplication
    factor and the ``tunesmith train`` command, also written to ``OUTPUT/best.json``.
 """
@@ -24,81 +25,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith import guide
 from tunesmith.advisor import Advice, recommend
 from tunesmith.datasets import DataError, validate_dataset
-from tunesmith.datasets.duplicate import MAX_FACTOR
-from tunesmith.errors import ConfigError
 from tunesmith.files import atomic_write_text, file_sha256
 from tunesmith.hyperparameters import TABLE, Hyperparameters
 from tunesmith.models.registry import ModelSource, resolve_model
-from tunesmith.training.config import LoraSettings, TrainConfig, check_settings, setting
+from tunesmith.training.config import LoraSettings, TrainConfig
+from tunesmith.tuning.bookkeeping import begin_trial, fail_and_requeue, interrupted, record_outcome, why_no_more, write_table
 from tunesmith.tuning.budget import Budget, BudgetTracker
+from tunesmith.tuning.config import HOLDOUT_MAX_RECORDS, TuneConfig
+from tunesmith.tuning.endpoint import Endpoint
 from tunesmith.tuning.holdout import Split, given_validation, hold_out, holdout_size, record_lines
 from tunesmith.tuning.space import SearchSpace, TrialSettings
 from tunesmith.tuning.study import (
-    ORIGIN,
     STUDY_FILE,
-    TuneError,
     enqueue_starting_points,
     finished_trials,
     open_study,
-    reference_waiting,
-    requeue,
     requeue_interrupted,
     study_lock,
 )
 from tunesmith.tuning.table import TrialRow, best_row, csv_text, trial_rows
 
-HOLDOUT_MAX_RECORDS = 200
-"""The held-out split stops growing here: each complete trial generates an answer for every held-out record."""
 PASSED_ON = ("model", "method", "max_length", "micro_batch_tokens", "max_memory", "share_prefixes", "seed", "device", "precision")
 """TrainConfig settings a search passes to every trial, and to the ``tunesmith train`` command it prints."""
-DEFAULT_PARALLEL = 2
-"""Trials in flight at once on a server (``--endpoint``) when ``--parallel`` is not given."""
-
-
-class SearchInterrupted(TuneError):
-    """SIGINT or SIGTERM stopped a trial; the study keeps every finished trial."""
-
-
-@dataclass
-class TuneConfig:
-    """Everything ``tunesmith tune`` needs; checks live in ``__post_init__``."""
-
-    training: TrainConfig
-    """What every trial shares: ``data`` is DATA, ``output`` the search folder, ``validation`` the
-    scoring records (at most one file; empty: a split is held out), ``eval_every`` the validation
-    interval the pruner sees (None: half a pass over the training records), and model, method,
-    LoRA, seed (split, sampler and runs), device and precision."""
-    budget: Budget
-    trials: int | None = setting(None, minimum=1, help="Stop after this many finished trials (complete or pruned), counting earlier runs of the search.")
-    holdout: float = setting(0.2, minimum=0.01, maximum=0.5, help=f"Without --validation: the share of DATA held out to score trials (at most {HOLDOUT_MAX_RECORDS} records).")
-    max_duplication: int = setting(guide.MAX_DUPLICATION_FACTOR, minimum=1, maximum=MAX_FACTOR,
-                                   help="The largest duplication factor searched (the advisor's largest by default).")
-    reduction_factor: int = setting(3, minimum=2, help="Successive halving: a trial passes a rung when its loss is in the best 1/N there.")
-    max_new_tokens: int | None = setting(None, minimum=1, help="Tokens generated per held-out answer. Default: the longest reference answer plus 8.")
-    endpoint: str | None = setting(None, help="Run each trial as a job on this tunesmith server, started with --allow-path covering "
-                                              "--output (and DATA with --validation); jobs train with the server's device and the "
-                                              "defaults (seed 0). Default: trials run in this process.")
-    parallel: int | None = setting(None, minimum=1, help=f"With --endpoint: trials in flight at once. Default: {DEFAULT_PARALLEL}.")
-
-    def __post_init__(self) -> None:
-        if len(self.training.validation) > 1:
-            raise ConfigError(f"tune scores on one --validation file, got {len(self.training.validation)}")
-        if self.training.resume:
-            raise ConfigError("a search resumes by itself: rerun it with the same --output, without --resume")
-        if self.parallel is not None and not self.endpoint:
-            raise ConfigError("--parallel runs trials side by side on a server's workers: give --endpoint too")
-        check_settings(self)
-        if self.endpoint:
-            from tunesmith.tuning.endpoint import check_sendable
-
-            check_sendable(self.training)
-
-    @property
-    def trials_at_once(self) -> int:
-        return (self.parallel or DEFAULT_PARALLEL) if self.endpoint else 1
 
 
 @dataclass
@@ -155,8 +105,6 @@ def tune(
     source = resolve_model(training.model)
     endpoint = None
     if config.endpoint:
-        from tunesmith.tuning.endpoint import Endpoint
-
         endpoint = Endpoint.connect(config.endpoint, training.model)  # before the study: an unreachable server changes nothing
     records = len(record_lines(training.data))
     train_records = records if training.validation else records - holdout_size(records, config.holdout, HOLDOUT_MAX_RECORDS)
@@ -182,7 +130,7 @@ def tune(
                                        eval_every=eval_every, resume=False)
         generation = GenerationSettings(max_new_tokens=config.max_new_tokens or _answer_tokens(split.holdout, source) + 8)
         if endpoint is not None:
-            from tunesmith.tuning.remote_search import run_remote_trials
+            from tunesmith.tuning.remote_search import run_remote_trials  # imports torch (the trials' outcomes)
 
             ended_by = run_remote_trials(endpoint, study, config, space, template, split, generation, tracker, say)
         else:
@@ -221,67 +169,6 @@ def _run_trials(study, config: TuneConfig, space: SearchSpace, template: TrainCo
             raise interrupted([trial.number], template.output.parent)
         record_outcome(study, trial, outcome, tracker, config.budget, say)
         write_table(study, template.output.parent)
-
-
-def why_no_more(study, config: TuneConfig, tracker: BudgetTracker, in_flight: list[float] | None = None) -> str | None:
-    """``trials`` or ``budget`` when no other trial may start beside the ``in_flight`` ones (what
-    each has cost so far); None when one may."""
-    in_flight = in_flight or []
-    if config.trials is not None and len(finished_trials(study)) + len(in_flight) >= config.trials:
-        return "trials"
-    if not tracker.allows_another(in_flight) and not (tracker.left(in_flight) > 0 and reference_waiting(study)):
-        return "budget"  # the defaults and the advice start while any budget is left: they are always among the trials
-    return None
-
-
-def begin_trial(study, space: SearchSpace, say: Callable[[str], None]) -> tuple[Any, TrialSettings]:
-    """The next trial (queued settings first) and what it trains with, announced."""
-    trial = study.ask()
-    settings = space.suggest(trial)
-    if ORIGIN not in trial.user_attrs:
-        trial.set_user_attr(ORIGIN, "search")
-    trial.set_user_attr("hyperParameters", settings.hyperparameters.to_wire())
-    say(f"trial {trial.number} ({trial.user_attrs[ORIGIN]}): {settings.describe()}")
-    return trial, settings
-
-
-def record_outcome(study, trial, outcome: Any, tracker: BudgetTracker, budget: Budget, say: Callable[[str], None]) -> None:
-    """Store a finished trial's :class:`~tunesmith.tuning.trial.TrialOutcome`, count its cost and tell the study."""
-    from optuna.trial import TrialState
-
-    for key, value in outcome.user_attrs().items():
-        trial.set_user_attr(key, value)
-    tracker.add(outcome.tokens, outcome.seconds)
-    if outcome.state == TrialState.COMPLETE:
-        study.tell(trial, outcome.validation_loss if outcome.validation_loss is not None else float("inf"))
-    else:
-        study.tell(trial, state=TrialState.PRUNED)
-    row = trial_rows(study)[trial.number]
-    score = f", exact match {row.exact_match:.1%}" if row.exact_match is not None else ""
-    loss = f"validation loss {row.validation_loss:.4f}" if row.validation_loss is not None else "no validation loss yet"
-    ended = "stopped by the budget" if row.status() == "budget" else row.status()
-    say(f"trial {trial.number} {ended} after {row.steps} of {row.planned_steps} steps: {loss}{score}; "
-        f"{row.tokens:,} tokens, {row.seconds:.1f} s ({budget.describe(tracker.spent)} of {budget.describe()} spent)")
-
-
-def write_table(study, folder: Path) -> None:
-    atomic_write_text(folder / "trials.csv", csv_text(trial_rows(study)))
-
-
-def interrupted(numbers: list[int], folder: Path) -> SearchInterrupted:
-    """The error for SIGINT/SIGTERM during the trials ``numbers`` (their settings queued again)."""
-    kept = f"finished trials are kept in {folder / STUDY_FILE}: rerun the same command to continue"
-    if not numbers:
-        return SearchInterrupted(f"stopped between trials; {kept}")
-    which = f"trial {numbers[0]}; its" if len(numbers) == 1 else f"trials {', '.join(map(str, numbers))}; their"
-    return SearchInterrupted(f"stopped during {which} settings are queued again and {kept}")
-
-
-def fail_and_requeue(study, number: int) -> None:
-    from optuna.trial import TrialState
-
-    study.tell(number, state=TrialState.FAIL)
-    requeue(study, study.get_trials(deepcopy=False)[number])
 
 
 def _split(config: TuneConfig) -> Split:

@@ -40,7 +40,8 @@ def worker_arguments(settings: ServiceSettings, job_id: str, device: str = "auto
     is the process the supervisor watches; ``--standalone`` picks a free rendezvous port).
     The database URL is not among them: workers read it from ``TUNESMITH_DATABASE_URL``."""
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] if ranks > 1 else []
-    arguments = [*launcher, "-m", "tunesmith.jobs.worker", "--home", str(settings.home), "--job", job_id,
+    allowed = [part for root in settings.allowed_roots for part in ("--allow-path", root)]  # it checks the job's paths again
+    arguments = [*launcher, "-m", "tunesmith.jobs.worker", "--home", str(settings.home), "--job", job_id, *allowed,
                  "--log-level", settings.log_level, "--lease-seconds", str(settings.lease_seconds), "--device", device]
     if settings.save_every:
         arguments += ["--save-every", str(settings.save_every)]

@@ -11,12 +11,15 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
+from tunesmith.statuses import JobStatus
+
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
 
-ACTIVE_JOB = sa.text("status IN ('InProgress', 'Stopping')")
+# The active statuses as this revision knew them (a later change to the set needs its own revision).
+ACTIVE_JOB = sa.text(f"status IN ('{JobStatus.IN_PROGRESS}', '{JobStatus.STOPPING}')")
 
 
 def upgrade() -> None:
