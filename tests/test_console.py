@@ -55,7 +55,7 @@ def test_pages_are_html_and_load_only_local_assets(client):
         answer = client.get(path)
         assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html"), path
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", answer.text), f"{path} loads something from another host"
-    for asset in ("htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css", "console.js", "console.css"):
+    for asset in ("htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css", "console.js", "console.css", "favicon.svg", "favicon.ico"):
         assert client.get(f"/console/static/{asset}").status_code == 200
 
 
@@ -85,6 +85,46 @@ def test_advice_for_the_chosen_data(client, tmp_path):
         assert re.search(rf'data-key="{key}">{re.escape(value)}<', answer.text), key
     fill = re.search(r'data-fill="([^"]*)"', answer.text).group(1)
     assert json.loads(fill.replace("&#34;", '"')) == advised.hyperparameters.to_wire()
+
+
+def _panel_steps(client, tmp_path, **changes) -> int:
+    answer = client.post("/console/new-job/advice", data=form(tmp_path, validation="", **changes))
+    assert answer.status_code == 200, answer.text
+    return int(re.search(r'id="your-steps" data-steps="(\d+)"', answer.text).group(1))
+
+
+def test_your_values_count_steps_as_the_job_will(client, tmp_path):
+    """32 records on micro (batch 64): the advice duplicates 10x, a job only as its duplication field says."""
+    write_jsonl(tmp_path / "train.jsonl", arithmetic(32))
+    assert recommend(32, MICRO).plan.duplication_factor == 10
+    assert [_panel_steps(client, tmp_path, epochCount=e) for e in ("1", "2", "5")] == [1, 1 * 2, 1 * 5]  # ceil(32 / 64) per epoch
+    assert [_panel_steps(client, tmp_path, epochCount=e, duplication="10") for e in ("1", "2", "5")] == [5, 10, 25]
+    assert _panel_steps(client, tmp_path, epochCount="") == 2  # empty: the guide's default (2 epochs), as the job's
+    answer = client.post("/console/new-job/advice", data=form(tmp_path, duplication="0"))
+    assert "tunesmithConfig.duplicationFactor 0 is out of range: must be at least 1" in answer.text and "your-steps" not in answer.text
+
+
+def test_your_values_equal_the_total_steps_of_the_job_that_runs(tmp_path, tiny_model):
+    """The panel beside the form, then the job made by that form run by its worker: the same totalSteps."""
+    from tunesmith.jobs.worker import JobWorker
+
+    (tmp_path / "models.toml").write_text(f'[tiers.micro]\nsource = "{tiny_model}"\neffective_batch_size = 16\n')
+    write_jsonl(tmp_path / "train.jsonl", arithmetic(20))
+    client = make_client(tmp_path)
+    values = form(tmp_path, name="planned", validation="", epochCount="1", learningRateWarmupSteps="1", duplication="2")
+    panel = _panel_steps(client, tmp_path, **{k: v for k, v in values.items() if k != "validation"})
+    assert panel == 3  # ceil(20 x 2 / 16) x 1 epoch
+    assert client.post("/console/new-job", data=values, follow_redirects=False).status_code == 303
+    store = store_of(client)
+    with store.session() as session:
+        job = store.job(session, "planned")
+        assert job.spec.duplication == 2
+    JobWorker(store, client.app.state.settings.home, job.id, device="cpu", allowed_roots=[str(tmp_path)]).execute()
+    with store.session() as session:
+        job = store.job(session, "planned")
+        assert job.status == "Completed", job.failure_message
+        assert job.details["plan"]["totalSteps"] == panel
+    assert f"<dt>totalSteps</dt><dd>{panel}</dd>" in client.get("/console/jobs/planned").text
 
 
 def test_advice_warns_about_the_values_typed(client, tmp_path):
@@ -194,6 +234,112 @@ def test_models_and_deployments_are_listed(client):
     playground = client.get("/console/playground?model=my-deployment").text
     assert '<option value="my-deployment" selected>' in playground and '<option value="micro" >' in playground
     assert '<option value="my-model" >' in playground
+
+
+def _add_model(client, name="my-model", status="Active", folder=None) -> None:
+    with store_of(client).session() as session:
+        session.add(CustomModel(id=name[:12], arn=f"arn:model/{name}", name=name, job_arn="arn:job/j1", job_name="j1",
+                                base_model_arn="arn:fm/amazon.nova-micro-v1:0:128k", customization_type="FINE_TUNING",
+                                status=status, folder=folder, details={}, created=utcnow()))
+        session.commit()
+
+
+def test_deployments_are_created_and_deleted_in_the_console(client, tmp_path):
+    folder = tmp_path / "result"
+    (folder / "model").mkdir(parents=True)
+    _add_model(client, folder=str(folder))
+    _add_model(client, "failed-model", status="Failed")
+    page = client.get("/console/models?deploy=my-model").text
+    assert '<option value="my-model" selected>' in page and 'value="failed-model"' not in page  # only Active models deploy
+    answer = client.post("/console/deployments", data={"name": "my-deployment", "model": "my-model", "description": "for the demo"},
+                         follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/models?created=my-deployment"
+    page = client.get(answer.headers["location"]).text
+    assert "Deployment my-deployment created." in page and '<tr data-deployment="my-deployment">' in page and "for the demo" in page
+    refused = client.post("/console/deployments", data={"name": "my-deployment", "model": "my-model"})
+    assert refused.status_code == 400 and "The provided deployment name my-deployment is currently in use." in refused.text
+    refused = client.post("/console/deployments", data={"name": "bad name", "model": "my-model"})
+    assert refused.status_code == 400 and "modelDeploymentName &#39;bad name&#39;" in refused.text
+    refused = client.post("/console/deployments", data={"name": "other", "model": "failed-model"})
+    assert refused.status_code == 400 and "model failed-model is Failed; only an Active model can be deployed" in refused.text
+
+    # A deployed model cannot be deleted: the page says which deployment to delete first, the post is refused, the API alike.
+    confirm = client.get("/console/models/my-model/delete").text
+    assert "model my-model is deployed as my-deployment: delete the deployment(s) first" in confirm and 'id="confirm-delete"' not in confirm
+    refused = client.post("/console/models/my-model/delete")
+    assert refused.status_code == 400 and "deployed as my-deployment" in refused.text and folder.is_dir()
+    api = client.delete("/custom-models/my-model")
+    assert api.status_code == 400 and api.json()["message"] == "model my-model is deployed as my-deployment: delete the deployment(s) first"
+
+    confirm = client.get("/console/deployments/my-deployment/delete").text  # a GET only asks
+    assert 'action="/console/deployments/my-deployment/delete"' in confirm and "Its model my-model stays." in confirm
+    assert '<tr data-deployment="my-deployment">' in client.get("/console/models").text
+    answer = client.post("/console/deployments/my-deployment/delete", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/models?deleted=my-deployment"
+    assert "my-deployment" not in client.get("/console/models").text.replace("Deleted my-deployment.", "")
+
+    confirm = client.get("/console/models/my-model/delete").text
+    assert f"Its folder goes, with its weights, its checkpoints and the training events its job&#39;s page draws: {folder}." in confirm
+    answer = client.post("/console/models/my-model/delete", follow_redirects=False)
+    assert answer.status_code == 303 and not folder.exists()
+    with store_of(client).session() as session:
+        assert store_of(client).model(session, "my-model") is None
+    assert client.post("/console/models/my-model/delete").status_code == 404
+
+
+def test_jobs_are_deleted_once_ended_with_their_folder(client, tmp_path):
+    client.post("/console/new-job", data=form(tmp_path))
+    store, home = store_of(client), client.app.state.settings.home
+    with store.session() as session:
+        job = store.job(session, "console-job")
+    folder = JobFolder(home, job.id)
+    folder.events.parent.mkdir(parents=True)
+    folder.events.write_text("")
+    folder.log.write_text("log\n")
+    (tmp_path / "out").mkdir()
+    confirm = client.get("/console/jobs/console-job/delete").text
+    assert "job console-job is InProgress: stop it first; only a job that has ended can be deleted" in confirm
+    assert 'id="confirm-delete"' not in confirm
+    refused = client.post("/console/jobs/console-job/delete")
+    assert refused.status_code == 400 and folder.root.is_dir()
+    assert 'id="delete-job"' not in client.get("/console/jobs/console-job").text
+
+    client.post("/console/jobs/console-job/stop")
+    assert 'id="delete-job" href="/console/jobs/console-job/delete"' in client.get("/console/jobs/console-job").text
+    confirm = client.get("/console/jobs/console-job/delete").text
+    assert f"{folder.root} (and its log, {folder.log})" in confirm and f"what it wrote to its output location stay: {tmp_path / 'out'}" in confirm
+    answer = client.post("/console/jobs/console-job/delete", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/jobs?deleted=console-job"
+    assert not folder.root.exists() and not folder.log.exists() and (tmp_path / "out").is_dir() and (tmp_path / "train.jsonl").is_file()
+    assert "Deleted job console-job." in client.get("/console/jobs?deleted=console-job").text
+    assert 'data-job="console-job"' not in client.get("/console/job-rows").text
+    assert client.post("/console/new-job", data=form(tmp_path), follow_redirects=False).status_code == 303  # the name is free again
+
+
+def test_a_completed_jobs_model_goes_before_the_job(client, tmp_path):
+    client.post("/console/new-job", data=form(tmp_path))
+    _add_model(client, "console-job-model")
+    with store_of(client).session() as session:
+        job = store_of(client).job(session, "console-job")
+        job.status, job.output_model_arn = "Completed", "arn:model/console-job-model"
+        session.commit()
+    refused = client.post("/console/jobs/console-job/delete")
+    assert refused.status_code == 400 and ("job console-job made the custom model console-job-model, whose weights are in the "
+                                           "job&#39;s folder: delete the model first") in refused.text
+    assert "/console/playground?model=console-job-model" in client.get("/console/jobs/console-job").text
+    assert client.post("/console/models/console-job-model/delete", follow_redirects=False).status_code == 303
+    page = client.get("/console/jobs/console-job").text
+    assert '<dd id="job-model">console-job-model (deleted)</dd>' in page and "playground?model=console-job-model" not in page
+    assert client.post("/console/jobs/console-job/delete", follow_redirects=False).status_code == 303
+
+
+def test_the_icon_is_served_to_anyone(tmp_path):
+    client = make_client(tmp_path, CREDENTIALS)  # the API wants SigV4, the console its login: the icon wants neither
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+    assert icon.content == (STATIC / "favicon.ico").read_bytes() and icon.content[:4] == b"\x00\x00\x01\x00"
+    page = client.get("/console/login").text
+    assert '<link rel="icon" href="/console/static/favicon.svg" type="image/svg+xml">' in page and 'href="/favicon.ico"' in page
 
 
 def test_playground_refuses_clearly(client):

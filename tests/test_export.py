@@ -6,7 +6,9 @@ text with clear margins, then fine-tuned with LoRA by ``finetune`` into a real r
 """
 
 import json
+import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -64,14 +66,20 @@ def _taught_wide_model(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory) -> Path:
-    """A finished LoRA run (fp32) of the taught model on 40 records with a common system prompt."""
+    """A finished LoRA run (fp32) of the taught model on 40 records with a common system prompt,
+    trained in its own folder with a relative data path (the tests export from another one)."""
     root = tmp_path_factory.mktemp("export")
     base = _taught_wide_model(root / "wide-llama")
     write_jsonl(root / "train.jsonl", records(40))
     config = TrainConfig(
-        data=root / "train.jsonl", output=root / "run", model=str(base), hyperparameters=Hyperparameters(1, 1e-4, 0), precision="fp32",
+        data=Path("train.jsonl"), output=root / "run", model=str(base), hyperparameters=Hyperparameters(1, 1e-4, 0), precision="fp32",
     )
-    finetune(config)
+    here = Path.cwd()
+    os.chdir(root)
+    try:
+        finetune(config)
+    finally:
+        os.chdir(here)
     return config.output
 
 
@@ -169,16 +177,19 @@ def test_modelfile_renders_the_chat_template_in_go(lora_run, f16_export):
     assert render_chatml(messages) == tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def test_a_template_with_a_default_system_prompt_becomes_system(lora_run):
+SMOLLM_TEMPLATE = (  # SmolLM2's shape: a default system turn when the conversation has none
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are SmolLM.<|im_end|>\\n' }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def test_a_template_with_a_default_system_prompt_is_read_as_chatml_with_that_default(lora_run):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(lora_run / "model")
-    tokenizer.chat_template = (  # SmolLM2's shape: a default system turn when the conversation has none
-        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-        "{{ '<|im_start|>system\\nYou are SmolLM.<|im_end|>\\n' }}{% endif %}"
-        "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-    )
+    tokenizer.chat_template = SMOLLM_TEMPLATE
     template = read_chat_template(tokenizer)
     assert template.is_chatml and template.default_system == "You are SmolLM."
     tokenizer.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
@@ -234,3 +245,168 @@ def test_bad_input_is_one_clear_line(lora_run, tmp_path):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")
     one_error_line(run_cli("export", lora_run, "--output", tmp_path / "taken"), "holds other files (no export.json)")
+
+
+# --- The manifest keeps what export needs; the Modelfile's SYSTEM is the trained one ----------
+def copy_run(lora_run: Path, to: Path, template: str | None = None, **training) -> Path:
+    """A copy of the run (no exports, no checkpoints), its manifest's ``data.training`` changed by
+    ``training`` (a None value drops the key), its tokenizer's chat template replaced by ``template``."""
+    shutil.copytree(lora_run, to, ignore=shutil.ignore_patterns("gguf-*", "checkpoints"))
+    manifest = json.loads((to / "manifest.json").read_text())
+    entry = manifest["data"]["training"]
+    for key, value in training.items():
+        entry.pop(key) if value is None else entry.__setitem__(key, value)
+    (to / "manifest.json").write_text(json.dumps(manifest))
+    if template is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(to / "model")
+        tokenizer.chat_template = template
+        tokenizer.save_pretrained(to / "model")
+    return to
+
+
+def system_lines(export: dict) -> list[str]:
+    text = (Path(export["output"]) / "Modelfile").read_text()
+    return [line for line in text.splitlines() if "SYSTEM" in line]
+
+
+def test_the_manifest_keeps_the_data_by_absolute_path_with_its_system_prompts(lora_run):
+    training = json.loads((lora_run / "manifest.json").read_text())["data"]["training"]
+    assert training["path"] == str((lora_run.parent / "train.jsonl").resolve())  # trained with the relative path train.jsonl
+    assert training["systemPrompts"] == {"distinct": [{"text": SYSTEM, "records": 40}], "unlisted": 0}
+
+
+def test_exported_from_another_folder_the_modelfile_has_the_trained_system_prompt_and_the_gguf_the_same_tokens(lora_run, f16_export):
+    """The defect: run from another folder, export lost the data, skipped its check and wrote the base's default SYSTEM."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert Path.cwd().resolve() != lora_run.parent.resolve()  # f16_export ran from pytest's folder, not the training one
+    assert system_lines(f16_export) == ["# SYSTEM: every training record had this system prompt.", f'SYSTEM """{SYSTEM}"""']
+    assert f16_export["check"]["data"] == str(lora_run.parent / "train.jsonl") and f16_export["check"]["trainingData"] is True
+    assert f16_export["check"]["differ"] == 0
+    out = Path(f16_export["output"])
+    hf_model, hf_tokenizer = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval(), AutoTokenizer.from_pretrained(out)
+    gguf_model, gguf_tokenizer = load_gguf_alone(out / "model.gguf")
+    for prompt in training_prompts(lora_run.parent / "train.jsonl", 5):  # each with the system prompt Ollama now sends
+        assert prompt[0] == {"role": "system", "content": SYSTEM}
+        ids = [t.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+               for t in (hf_tokenizer, gguf_tokenizer)]
+        assert ids[0].tolist() == ids[1].tolist()
+        settings = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": hf_tokenizer.pad_token_id}
+        expected, actual = (m.generate(i, attention_mask=torch.ones_like(i), **settings)[0, i.shape[1]:].tolist()
+                            for m, i in ((hf_model, ids[0]), (gguf_model, ids[1])))
+        assert actual == expected and len(expected) > 3
+
+
+def test_without_its_data_file_a_run_still_exports_its_system_prompt_and_checks_with_data(lora_run, tmp_path, monkeypatch):
+    moved = copy_run(lora_run, tmp_path / "moved", path=str(tmp_path / "gone" / "train.jsonl"))
+    monkeypatch.chdir(tmp_path)
+    record = export_json(moved, "--check", "2")
+    assert system_lines(record)[-1] == f'SYSTEM """{SYSTEM}"""'
+    assert record["check"] == {"skipped": f"the training data {tmp_path / 'gone' / 'train.jsonl'} is not there; "
+                                          "pass --data with a conversations file to check against"}
+    record = export_json(moved, "--check", "2", "--data", lora_run.parent / "train.jsonl")
+    assert (record["check"]["prompts"], record["check"]["differ"], record["check"]["trainingData"]) == (2, 0, True)
+
+
+def test_an_old_manifest_sets_no_system_never_the_base_models_default(lora_run, tmp_path):
+    """Manifests from before systemPrompts: the prompt is unknown, so none (SmolLM's default would undo the
+    fine-tune); the training file itself, recognised by its sha256, tells it."""
+    old = copy_run(lora_run, tmp_path / "old", template=SMOLLM_TEMPLATE, systemPrompts=None, path="train.jsonl")
+    record = export_json(old, "--check", "0")
+    assert record["systemPrompt"] is None and "You are SmolLM." not in (Path(record["output"]) / "Modelfile").read_text()
+    assert system_lines(record) == ["# No SYSTEM: the run's manifest does not record the system prompt it trained with (an earlier "
+                                    "tunesmith; pass --data with the training file to read it there); add SYSTEM yourself."]
+    assert export_json(old, "--check", "0", "--data", lora_run.parent / "train.jsonl")["systemPrompt"] == SYSTEM
+    other = write_jsonl(tmp_path / "other.jsonl", records(3))  # the same prompt, but not the file trained on
+    assert export_json(old, "--check", "0", "--data", other)["systemPrompt"] is None
+
+
+@pytest.mark.parametrize("prompts, text, why", [
+    ({"distinct": [{"text": "Be brief.", "records": 9}], "unlisted": 0}, "Be brief.", "every training record had this system prompt"),
+    ({"distinct": [{"text": None, "records": 9}], "unlisted": 0}, "You are SmolLM.",
+     "no training record had a system prompt, so the chat template's default stood in while training"),
+    ({"distinct": [{"text": "Be brief.", "records": 8}, {"text": None, "records": 1}], "unlisted": 0}, None,
+     "the training records had 2 different system prompts (export.json lists them); send the one each conversation needs"),
+    ({"distinct": [{"text": str(i), "records": 1} for i in range(8)], "unlisted": 4}, None, "had more than 8 different system prompts"),
+    ({"distinct": [{"text": 'Say """hi"""', "records": 9}], "unlisted": 0}, None, 'holds """, which a Modelfile string cannot'),
+    (None, None, "the run's manifest does not record the system prompt it trained with"),
+])
+def test_the_modelfile_system_is_the_trained_prompt_or_none(prompts, text, why):
+    from tunesmith.export.modelfile import ChatTemplate, modelfile, trained_system_prompt
+
+    chosen = trained_system_prompt(prompts, ChatTemplate(True, "You are SmolLM."))
+    assert chosen.text == text and why in chosen.why
+    lines = modelfile(ChatTemplate(True, "You are SmolLM."), chosen).splitlines()
+    assert (f'SYSTEM """{text}"""' in lines) if text else (lines[-1] == f"# No SYSTEM: {chosen.why}.")
+
+
+def test_the_system_prompts_a_manifest_keeps_are_bounded():
+    from tunesmith.training.examples import MAX_SYSTEM_PROMPTS, system_prompts
+
+    many = [conversation("q", "a", system=f"prompt {i % 10}") for i in range(30)] + [conversation("q", "a")]
+    summary = system_prompts(many)
+    assert [p["text"] for p in summary["distinct"]] == [f"prompt {i}" for i in range(MAX_SYSTEM_PROMPTS)]
+    assert [p["records"] for p in summary["distinct"]] == [3] * MAX_SYSTEM_PROMPTS and summary["unlisted"] == 7
+    assert system_prompts([conversation("q", "a")] * 2) == {"distinct": [{"text": None, "records": 2}], "unlisted": 0}
+
+
+# --- A folder holding a result ----------------------------------------------------------------
+def quickstart_shaped(lora_run: Path, folder: Path) -> Path:
+    """``folder`` laid out as `tunesmith quickstart` leaves it: the result in micro-lora/, files beside it."""
+    folder.mkdir()
+    copy_run(lora_run, folder / "micro-lora")
+    (folder / "report.md").write_text("# report\n")
+    write_jsonl(folder / "test.jsonl", records(2))
+    return folder
+
+
+def test_a_folder_holding_one_result_exports_it_and_says_which(lora_run, tmp_path):
+    quickstart = quickstart_shaped(lora_run, tmp_path / "tunesmith-quickstart")
+    result = run_cli("export", quickstart, "--check", "0", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip().splitlines() == [f"{quickstart} holds one result: exporting {quickstart / 'micro-lora'}"]
+    record = json.loads(result.stdout)
+    assert record["output"] == str(quickstart / "micro-lora" / "gguf-f16") and record["systemPrompt"] == SYSTEM
+    copy_run(lora_run, quickstart / "second")
+    one_error_line(run_cli("export", quickstart), f"{quickstart} holds 2 results (micro-lora, second): name one, e.g. {quickstart / 'micro-lora'}")
+
+
+def test_evaluate_takes_a_folder_holding_one_result_and_says_which(lora_run, tmp_path):
+    quickstart = quickstart_shaped(lora_run, tmp_path / "tunesmith-quickstart")
+    result = run_cli("evaluate", "--model", quickstart, "--data", quickstart / "test.jsonl", "--max-new-tokens", "8", "--json")
+    assert result.exit_code == 0, result.output
+    assert f"{quickstart} holds one result: evaluating {quickstart / 'micro-lora'}" in result.stderr
+    assert json.loads(result.stdout)["results"][0]["records"] == 2
+
+
+# --- Permissions ------------------------------------------------------------------------------
+def modes(folder: Path) -> tuple[set[int], set[int]]:
+    """(folder modes, file modes) of ``folder`` and everything in it."""
+    items = [folder, *folder.rglob("*")]
+    return ({stat.S_IMODE(p.stat().st_mode) for p in items if p.is_dir()},
+            {stat.S_IMODE(p.stat().st_mode) for p in items if p.is_file()})
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_exports_follow_the_umask_unless_private(lora_run, tmp_path, umask_022):
+    shared = export_json(lora_run, "--check", "0", "--output", tmp_path / "shared")
+    assert modes(Path(shared["output"])) == ({0o755}, {0o644})  # model.safetensors too, which safetensors writes 0600
+    private = export_json(lora_run, "--check", "0", "--output", tmp_path / "private", "--private")
+    assert modes(Path(private["output"])) == ({0o700}, {0o600})
+
+
+def test_result_folders_follow_the_umask_unless_private(tiny_model, tmp_path, umask_022):
+    write_jsonl(tmp_path / "train.jsonl", records(16))
+    for name, private, expected in (("shared", False, ({0o755}, {0o644})), ("private", True, ({0o700}, {0o600}))):
+        config = TrainConfig(data=tmp_path / "train.jsonl", output=tmp_path / name, model=str(tiny_model),
+                             hyperparameters=Hyperparameters(1, 1e-4, 0), precision="fp32", private=private)
+        finetune(config)
+        assert modes(config.output) == expected, name  # adapter/, model/ and checkpoints/ included

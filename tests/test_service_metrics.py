@@ -1,6 +1,7 @@
-"""Logs and metrics of the service: /metrics read back with Prometheus's own parser, the
-access log and job lifecycle lines, --credentials on /metrics, and one real job through
-``tunesmith serve --log-level info``."""
+"""Logs and metrics of the service: /metrics read back with Prometheus's own parser (route
+templates, console included; generated tokens and model loads after real answers of a tiny
+model), the access log and job lifecycle lines, --credentials on /metrics, and one real job
+through ``tunesmith serve --log-level info``."""
 
 import datetime as dt
 import json
@@ -11,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 
+import openai
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -19,12 +21,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import arithmetic, write_jsonl
 from service_harness import ApiOnlyServer, Server, wait_for
+from tunesmith.jobs.errors import ValidationException
 from tunesmith.jobs.layout import JobFolder
 from tunesmith.jobs.logs import configure_logging, safe_database_url
 from tunesmith.jobs.store import Job
 
 ROLE = "arn:aws:iam::123456789012:role/tunesmith"
 LATENCY = "tunesmith_http_request_duration_seconds"
+TOKENS, LOADS, LOAD_TIME = "tunesmith_generated_tokens_total", "tunesmith_model_loads_total", "tunesmith_model_load_seconds"
+BASE, CUSTOM = (("kind", "base"),), (("kind", "custom"),)
 
 
 def create(client, folder, name):
@@ -113,6 +118,22 @@ def test_latency_histogram_is_labelled_by_route_template_not_raw_path(api):
     assert not any("secret-project-name" in str(labels) or "/no/such" in str(labels) for _, labels in metrics)
     buckets = [v for (name, labels), v in metrics.items() if name == f"{LATENCY}_bucket" and ("le", "+Inf") in labels]
     assert sum(buckets) == sum(v for (name, _), v in metrics.items() if name == f"{LATENCY}_count")
+
+
+def test_console_pages_and_static_files_are_labelled_by_their_full_template(api):
+    """The console's router is included under /console and its assets are a mounted app: the
+    labels are still the full templates, and a path nothing serves stays <unmatched>."""
+    server, folder = api
+    create(server.client(), folder, "console-job")
+    for path in ("/console/jobs/console-job", "/console/static/htmx.min.js", "/console/static/no-such.js",
+                 "/console/no-such-page", "/no/such/thing"):
+        status_code(f"{server.url}{path}")
+    metrics = scrape(server.url)
+    counts = {(dict(labels)["route"], dict(labels)["status"]): value for (name, labels), value in metrics.items()
+              if name == f"{LATENCY}_count" and dict(labels)["method"] == "GET"}
+    assert counts == {("/console/jobs/{name}", "200"): 1, ("/console/static/{path}", "200"): 1,
+                      ("/console/static/{path}", "404"): 1, ("/console/{rest}", "404"): 1, ("<unmatched>", "404"): 1}
+    assert not any(raw in str(labels) for _, labels in metrics for raw in ("console-job", "htmx", "no-such", "/no/such"))
 
 
 def test_openmetrics_when_the_scraper_asks_for_it(api):
@@ -251,3 +272,38 @@ def test_serve_logs_requests_and_a_job_from_created_to_completed(tmp_path, tiny_
     worker_log = (tmp_path / "home" / "jobs" / f"{job_id}.log").read_text()
     assert re.search(rf"job logged \({job_id}\) started: attempt 1", worker_log) and f"job {job_id} completed" in worker_log
     assert metrics[("tunesmith_jobs", (("status", "Completed"),))] == 1
+
+
+# -- inference: generated tokens and model loads ------------------------------------------------------
+def test_generated_tokens_add_up_the_usage_of_every_api_and_a_model_loads_once(tmp_path, tiny_model):
+    (tmp_path / "models.toml").write_text(f'[tiers.micro]\nsource = "{tiny_model}"\neffective_batch_size = 16\n')
+    messages = [{"role": "user", "content": [{"text": "What is 2 plus 2?"}]}]
+    config = {"maxTokens": 6, "temperature": 0}
+    with ApiOnlyServer(tmp_path / "home", tmp_path) as server:
+        runtime = server.client("bedrock-runtime")
+        before = scrape(server.url)
+        outputs = [runtime.converse(modelId="micro", messages=messages, inferenceConfig=config)["usage"]["outputTokens"]]
+        first = scrape(server.url)
+        events = list(runtime.converse_stream(modelId="micro", messages=messages, inferenceConfig=config)["stream"])
+        outputs.append(events[-1]["metadata"]["usage"]["outputTokens"])
+        chat = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0).chat.completions.create(
+            model="micro", messages=[{"role": "user", "content": "What is 2 plus 2?"}], max_tokens=6, temperature=0)
+        outputs.append(chat.usage.completion_tokens)
+        after = scrape(server.url)
+    ok, error = (*BASE, ("outcome", "ok")), (*BASE, ("outcome", "error"))
+    assert before[(TOKENS, BASE)] == 0 and before[(LOADS, ok)] == 0 and before[(f"{LOAD_TIME}_count", BASE)] == 0
+    assert first[(TOKENS, BASE)] == outputs[0] > 0
+    assert first[(LOADS, ok)] == 1 and first[(f"{LOAD_TIME}_count", BASE)] == 1 and first[(f"{LOAD_TIME}_sum", BASE)] > 0
+    assert after[(TOKENS, BASE)] == sum(outputs)  # each answer once, streamed or not
+    assert after[(LOADS, ok)] == 1 and after[(LOADS, error)] == 0  # the second and third calls found it cached
+    assert after[(f"{LOAD_TIME}_count", BASE)] == 1 and after[(f"{LOAD_TIME}_sum", BASE)] == first[(f"{LOAD_TIME}_sum", BASE)]
+    assert after[(TOKENS, CUSTOM)] == 0
+
+
+def test_a_model_that_fails_to_load_counts_as_an_error_and_is_not_timed(api):
+    server, folder = api
+    with pytest.raises(ValidationException, match="unknown model"):
+        server.app.state.models.get("arn:aws:bedrock:us-east-1:123456789012:custom-model/gone", str(folder / "gone"))
+    metrics = scrape(server.url)
+    assert metrics[(LOADS, (*CUSTOM, ("outcome", "error")))] == 1 and metrics[(LOADS, (*CUSTOM, ("outcome", "ok")))] == 0
+    assert metrics[(f"{LOAD_TIME}_count", CUSTOM)] == 0

@@ -201,20 +201,24 @@ def add_custom_model(server, folder, name: str) -> str:
     return arn
 
 
-def test_models_list_tiers_custom_models_and_deployments(served, taught_model, engine):
+def test_models_list_tiers_custom_models_and_deployments(served, taught_model, engine, tmp_path):
     server, client = served
     arn = add_custom_model(server, taught_model, "arith")
     server.client().create_custom_model_deployment(modelDeploymentName="arith-live", modelArn=arn)
     listed = client.models.list().data
+    # lite and pro have no model configured here: they cannot answer, so they are not listed.
     assert [(m.id, m.object, m.owned_by, m.parent) for m in listed] == [
-        ("micro", "model", "tunesmith", None), ("lite", "model", "tunesmith", None), ("pro", "model", "tunesmith", None),
-        ("arith", "model", "custom", "micro"), ("arith-live", "model", "custom", "arith"),
+        ("micro", "model", "tunesmith", None), ("arith", "model", "custom", "micro"), ("arith-live", "model", "custom", "arith"),
     ]
-    assert [m.created for m in listed[:3]] == [0, 0, 0] and listed[3].created > 1_700_000_000
+    assert listed[0].created == 0 and listed[1].created > 1_700_000_000
     assert client.models.retrieve("arith-live").parent == "arith"
     assert client.models.retrieve("amazon.nova-micro-v1:0").to_dict() == {
         "id": "amazon.nova-micro-v1:0", "object": "model", "created": 0, "owned_by": "tunesmith", "parent": "micro"}
     assert client.models.retrieve(arn).id == arn
+    with pytest.raises(openai.NotFoundError) as unconfigured:
+        client.models.retrieve("lite")
+    assert unconfigured.value.body == {"message": f"lite cannot answer here: no model is configured for the lite tier: add to {tmp_path / 'models.toml'}",
+                                       "type": "invalid_request_error", "param": "model", "code": "model_not_found"}
     reference = expected(engine)
     for name in ("arith", "arith-live", arn):
         response = client.chat.completions.create(model=name, messages=MESSAGES, temperature=0, max_tokens=24)
@@ -259,7 +263,8 @@ def test_unknown_model_is_a_404_in_openai_shape(served):
     ({"n": 2}, "n", "n: 2 choices were asked for; this server generates one per request (n must be 1)"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "stop has 5 entries; at most 4 are allowed"),
     ({"stream_options": {"include_usage": True}}, "stream_options", "stream_options: is only allowed when stream is true"),
-    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "tools is not a field of this request"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "tools: function calling is not implemented by this server"),
+    ({"best_of": 2}, "best_of", "best_of is not a field of this request"),
     ({"messages": []}, "messages", "messages has 0 entries; at least 1 are required"),
     ({"messages": [{"role": "bot", "content": "hi"}]}, "messages[0].role",
      "messages[0].role 'bot' is not one of 'system', 'developer', 'user' or 'assistant'"),
@@ -311,7 +316,7 @@ def test_with_credentials_the_secret_is_the_api_key(tmp_path, taught_model, engi
     with open_server(tmp_path, taught_model, credentials={"AKIDTUNESMITH": "s3cret"}) as server:
         base = server.url + "/v1"
         good = openai.OpenAI(base_url=base, api_key="s3cret", max_retries=0)
-        assert [m.id for m in good.models.list().data] == ["micro", "lite", "pro"]
+        assert [m.id for m in good.models.list().data] == ["micro"]
         answer = good.chat.completions.create(model="micro", messages=MESSAGES, temperature=0, max_tokens=24)
         assert answer.choices[0].message.content == expected(engine).text
         for key in ("wrong", "AKIDTUNESMITH"):  # a secret, not an access key id

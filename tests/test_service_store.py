@@ -101,7 +101,7 @@ def test_a_database_from_before_migrations_upgrades_in_place_keeping_every_row(t
     indexes = {i["name"] for i in inspect(store.engine).get_indexes("jobs")}
     assert {"uq_jobs_active_model_name", "ix_jobs_created_id", "ix_jobs_status_created_id"} <= indexes
     with store.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
     store.engine.dispose()
     JobStore(f"sqlite:///{tmp_path / 'old.db'}")  # opening again changes nothing
 

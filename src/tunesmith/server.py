@@ -11,6 +11,7 @@ Routes (botocore ``bedrock`` client, apiVersion 2023-04-20), in ``api/job_routes
   GET    /custom-models, /custom-models/{model}         ListCustomModels, GetCustomModel
   DELETE /custom-models/{model}                         DeleteCustomModel
   POST/GET/DELETE /model-customization/custom-model-deployments[/{id}]   deployments
+  POST   /model-import-jobs, GET /model-import-jobs[/{job}]   Create/List/GetModelImportJob (``api/import_routes.py``)
 and the runtime (botocore ``bedrock-runtime``), in ``api/runtime_routes.py``:
   POST   /model/{modelId}/converse, /converse-stream, /invoke
 and an OpenAI-compatible API (the ``openai`` SDKs), in ``api/openai_routes.py``: POST /v1/chat/completions, GET /v1/models[/{id}]
@@ -31,7 +32,13 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse, Response
 
 from tunesmith import console
-from tunesmith.api import deployment_routes as deployments, job_routes as job_routes, openai_routes as openai_api, runtime_routes as runtime
+from tunesmith.api import (
+    deployment_routes as deployments,
+    import_routes,
+    job_routes as job_routes,
+    openai_routes as openai_api,
+    runtime_routes as runtime,
+)
 from tunesmith.api.auth import SigV4Middleware
 from tunesmith.api.body_limit import BodyLimitMiddleware
 from tunesmith.api.docs import install_docs
@@ -68,8 +75,8 @@ def create_app(settings: ServiceSettings, executor: Executor | None = None) -> F
     app.state.store = store
     app.state.supervisor = supervisor
     downloads = ModelDownloads(settings.home / "model-cache", int(settings.model_cache_gb * GB))
-    app.state.models = ModelCache(place(settings.device), downloads=downloads)
     app.state.metrics = ServiceMetrics(store, settings.home)
+    app.state.models = ModelCache(place(settings.device), downloads=downloads, listeners=[app.state.metrics.observe_inference])
     install_handlers(app)
     install_docs(app)
 
@@ -86,6 +93,7 @@ def create_app(settings: ServiceSettings, executor: Executor | None = None) -> F
     app.include_router(console.router)
     app.include_router(job_routes.router)
     app.include_router(deployments.router)
+    app.include_router(import_routes.router)
     app.include_router(runtime.router)
     app.include_router(openai_api.router)
     app.include_router(metrics_router)

@@ -1,4 +1,4 @@
-"""Every status a job, its phases, a custom model and a deployment can have, spelled once.
+"""Every status a job, its phases, a custom model, a deployment and a model import can have, spelled once.
 
 The values are the hosted API's (botocore's ``bedrock`` service model), so they are the wire
 format and what the database holds: never rename one. Where two vocabularies share a word
@@ -53,3 +53,12 @@ class DeploymentStatus(enum.StrEnum):
     CREATING = ModelStatus.CREATING.value
     ACTIVE = ModelStatus.ACTIVE.value
     FAILED = ModelStatus.FAILED.value
+
+
+class ImportJobStatus(enum.StrEnum):
+    """A model import job's ``status`` (CreateModelImportJob). An import here completes, or is
+    refused, before CreateModelImportJob answers; InProgress is the hosted API's word for the wait."""
+
+    IN_PROGRESS = JobStatus.IN_PROGRESS.value
+    COMPLETED = JobStatus.COMPLETED.value
+    FAILED = JobStatus.FAILED.value

@@ -109,9 +109,9 @@ BEARER_PATHS = ("/v1/", "/metrics")
 instead of SigV4: the token must be the secret of one of the configured credentials."""
 OWN_LOGIN_PATHS = ("/console",)
 """Routes that check a login session themselves (the web console's cookie)."""
-PUBLIC_PATHS = ("/health", "/docs", "/redoc", "/openapi.json")
-"""Open without credentials: the health probe and the API's description (no data), so a browser
-can read ``/docs`` on a server that requires SigV4."""
+PUBLIC_PATHS = ("/health", "/docs", "/redoc", "/openapi.json", "/favicon.ico")
+"""Open without credentials: the health probe, the API's description (no data), so a browser
+can read ``/docs`` on a server that requires SigV4, and the console's icon."""
 PUBLIC_PREFIXES = ("/docs/", "/docs-assets/")
 
 

@@ -16,12 +16,14 @@ RUNTIME_THREADS = 4
 
 def settings_from(config: InferenceConfig | None) -> GenerationSettings:
     """Converse's ``inferenceConfig`` (and Nova's snake_case spellings), already range-checked
-    by the protocol models, as generation settings."""
+    by the protocol models, as generation settings. Sampled answers vary from call to call, as
+    Bedrock's do (a fresh seed each time)."""
     values = config.model_dump(exclude_none=True) if config is not None else {}
     max_tokens = values.get("maxTokens", values.get("max_new_tokens", DEFAULT_MAX_TOKENS))
     top_p = values.get("topP", values.get("top_p", DEFAULT_TOP_P))
     return GenerationSettings(max_new_tokens=max_tokens, temperature=float(values.get("temperature", DEFAULT_TEMPERATURE)),
-                              top_p=float(top_p), stop=tuple(values.get("stopSequences") or ()), batch_size=1)
+                              top_p=float(top_p), top_k=values.get("top_k"), stop=tuple(values.get("stopSequences") or ()),
+                              batch_size=1, seed=None)
 
 
 def chat_from(messages: list[Message], system: list[TextBlock] | None) -> list[dict[str, str]]:

@@ -1,7 +1,8 @@
 """Routes for custom-model deployments (Create/Get/List/DeleteCustomModelDeployment).
 
 The hosted service needs a deployment (paid capacity) before a custom model can be
-invoked; here a deployment is a name for an Active custom model, ready at once.
+invoked; here a deployment is a name for an Active custom model, ready at once. Creating and
+deleting one are the job service's (:mod:`tunesmith.jobs.custom_models`), as the console's are.
 """
 
 from __future__ import annotations
@@ -11,17 +12,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tunesmith.api import wire
 from tunesmith.api.dependencies import IdentifierPath, SessionDep, StoreDep
 from tunesmith.api.listing import Filter, ListQuery, Timestamp, created_between, list_page
 from tunesmith.api.protocol import CreateDeploymentRequest, DeploymentArn, DeploymentDetail, DeploymentList, Empty
-from tunesmith.jobs import arns
-from tunesmith.jobs.errors import ConflictException, ResourceNotFoundException, ValidationException
-from tunesmith.jobs.store import Deployment, JobStore, new_id, utcnow
-from tunesmith.statuses import DeploymentStatus, ModelStatus
+from tunesmith.jobs import custom_models
+from tunesmith.jobs.errors import ResourceNotFoundException
+from tunesmith.jobs.store import Deployment, JobStore
+from tunesmith.statuses import DeploymentStatus
 
 router = APIRouter()
 BASE = "/model-customization/custom-model-deployments"
@@ -29,30 +29,8 @@ BASE = "/model-customization/custom-model-deployments"
 
 @router.post(BASE, status_code=202, response_model=DeploymentArn)
 def create_deployment(body: CreateDeploymentRequest, store: StoreDep, session: SessionDep) -> JSONResponse:
-    if body.clientRequestToken:
-        existing = session.scalar(select(Deployment).where(Deployment.client_token == body.clientRequestToken))
-        if existing is not None:
-            return JSONResponse({"customModelDeploymentArn": existing.arn}, status_code=202)
-    model = store.model(session, body.modelArn)
-    if model is None:
-        raise ResourceNotFoundException(f"Could not find model with identifier {body.modelArn}")
-    if model.status != ModelStatus.ACTIVE:
-        raise ValidationException(f"model {model.name} is {model.status}; only an {ModelStatus.ACTIVE} model can be deployed")
-    deployment_id = new_id()
-    deployment = Deployment(
-        id=deployment_id, arn=arns.deployment_arn(deployment_id), name=body.modelDeploymentName, model_arn=model.arn,
-        description=body.description, client_token=body.clientRequestToken, status=DeploymentStatus.ACTIVE, created=utcnow(), modified=utcnow(),
-    )
-    session.add(deployment)
-    try:
-        session.commit()
-    except IntegrityError as exc:
-        session.rollback()
-        if body.clientRequestToken:  # a concurrent retry with the same token won: answer as it was answered
-            existing = session.scalar(select(Deployment).where(Deployment.client_token == body.clientRequestToken))
-            if existing is not None:
-                return JSONResponse({"customModelDeploymentArn": existing.arn}, status_code=202)
-        raise ConflictException(f"The provided deployment name {body.modelDeploymentName} is currently in use.") from exc
+    deployment = custom_models.create_deployment(store, session, body.modelDeploymentName, body.modelArn, body.description,
+                                                 body.clientRequestToken)
     return JSONResponse({"customModelDeploymentArn": deployment.arn}, status_code=202)
 
 
@@ -91,6 +69,5 @@ def get_deployment(identifier: IdentifierPath, store: StoreDep, session: Session
 
 @router.delete(BASE + "/{identifier:path}", response_model=Empty)
 def delete_deployment(identifier: IdentifierPath, store: StoreDep, session: SessionDep) -> dict:
-    session.delete(_deployment_or_404(store, session, identifier))
-    session.commit()
+    custom_models.delete_deployment(session, _deployment_or_404(store, session, identifier))
     return {}

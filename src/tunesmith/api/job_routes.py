@@ -1,6 +1,7 @@
 """Routes of the control plane: customization jobs and custom models.
 
-Creating and stopping a job are the job service's (:mod:`tunesmith.jobs.control`): the routes
+Creating and stopping a job are the job service's (:mod:`tunesmith.jobs.control`), deleting a
+model too (:mod:`tunesmith.jobs.custom_models`: refused while a deployment names it): the routes
 parse the request and shape the answer, as the console's forms do for theirs.
 
 Plain ``def`` routes: FastAPI runs them on its threadpool, so database and file work never
@@ -9,7 +10,6 @@ blocks the event loop (and ``/health``) while it runs.
 
 from __future__ import annotations
 
-import shutil
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -22,7 +22,7 @@ from tunesmith.api.dependencies import IdentifierPath, SessionDep, SettingsDep, 
 from tunesmith.api.job_requests import spec_from_request
 from tunesmith.api.listing import Filter, ListQuery, Timestamp, created_between, list_page
 from tunesmith.api.protocol import CreateJobRequest, Empty, JobArn, JobCheckpoints, JobDetail, JobList, ModelDetail, ModelList
-from tunesmith.jobs import control
+from tunesmith.jobs import control, custom_models
 from tunesmith.jobs.errors import ResourceNotFoundException
 from tunesmith.jobs.layout import JobFolder
 from tunesmith.jobs.store import CustomModel, Job, JobStore
@@ -141,11 +141,6 @@ def get_model(identifier: IdentifierPath, store: StoreDep, session: SessionDep) 
 
 @router.delete("/custom-models/{identifier:path}", response_model=Empty)
 def delete_model(identifier: IdentifierPath, store: StoreDep, session: SessionDep) -> dict:
-    model = _model_or_404(store, session, identifier)
-    folder = model.folder
-    session.delete(model)
-    session.commit()
-    if folder:
-        shutil.rmtree(folder, ignore_errors=True)
+    custom_models.delete_model(session, _model_or_404(store, session, identifier))
     return {}
 

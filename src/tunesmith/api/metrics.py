@@ -2,8 +2,10 @@
 
 Workers are separate processes, so nothing here counts inside them: at each scrape the
 job gauges are read from what the workers already record, the job rows in the store and
-each running job's ``events.jsonl`` (its last ``step`` events). Only the request latency
-histogram is counted in this process, by :class:`~tunesmith.api.observability.RequestObserver`.
+each running job's ``events.jsonl`` (its last ``step`` events). What this process does itself
+is counted as it happens: requests, by :class:`~tunesmith.api.observability.RequestObserver`,
+and the runtime's model loads and answers, by the model cache's listeners
+(:mod:`tunesmith.inference.model_cache`).
 
     tunesmith_jobs{status}                     jobs by status (every status, zeros included)
     tunesmith_jobs_queued                      InProgress jobs no worker has started yet
@@ -13,8 +15,13 @@ histogram is counted in this process, by :class:`~tunesmith.api.observability.Re
     tunesmith_job_training_loss{job}           the loss of that step
     tunesmith_job_tokens_per_second{job}       tokens/s of that step
     tunesmith_job_steps_per_second{job}        1 / the seconds of that step (training time)
-    tunesmith_http_request_duration_seconds{route,method,status}   a histogram; route is the
-                                               template (/custom-models/{identifier}), never the raw path
+    tunesmith_http_request_duration_seconds{route,method,status}   a histogram; route is the full
+                                               template (/custom-models/{identifier}, /console/jobs/{name},
+                                               /console/static/{path}), never the raw path; <unmatched> else
+    tunesmith_generated_tokens_total{kind}     output tokens of complete answers (kind: base or custom),
+                                               whichever API asked, streamed or not
+    tunesmith_model_loads_total{kind,outcome}  models loaded into the runtime's cache (outcome: ok or error)
+    tunesmith_model_load_seconds{kind}         a histogram of the time successful loads took (S3 download included)
 
 Each app has its own registry (``create_app`` keeps no module globals). With
 ``--credentials``, scrapers send ``Authorization: Bearer <secret>`` (``auth.BEARER_PATHS``).
@@ -30,18 +37,23 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from sqlalchemy import func, select
 
 from tunesmith.api.observability import RequestRecord
+from tunesmith.inference.model_cache import Answered, InferenceEvent, ModelKind, ModelLoad
 from tunesmith.jobs.layout import JobFolder
 from tunesmith.jobs.store import Job, JobStore
 from tunesmith.statuses import ACTIVE_JOB_STATUSES, JobStatus
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 """Seconds; up to two minutes, as a streamed Converse answer on a CPU can take."""
+LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+"""Seconds; a test model loads in a tenth of one, a large model downloaded from S3 in minutes."""
+LOAD_OUTCOMES = {True: "ok", False: "error"}
+"""A model load's ``outcome`` label, by whether it succeeded."""
 TAIL_BYTES = 32 * 1024
 """How much of the end of ``events.jsonl`` is read per job per scrape (hundreds of events)."""
 
@@ -144,7 +156,8 @@ class JobCollector:
 
 
 class ServiceMetrics:
-    """One app's registry: the request histogram (fed by the request observer) and the job collector."""
+    """One app's registry: the request histogram (fed by the request observer), the inference
+    counters (fed by the model cache) and the job collector."""
 
     def __init__(self, store: JobStore, home: Path):
         self.registry = CollectorRegistry()
@@ -152,11 +165,38 @@ class ServiceMetrics:
             "tunesmith_http_request_duration_seconds", "Time from request to last response byte, by route template.",
             ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
+        self.generated_tokens = Counter(
+            "tunesmith_generated_tokens", "Output tokens of complete answers (every API, streamed or not), by model kind.",
+            ["kind"], registry=self.registry,
+        )
+        self.model_loads = Counter(
+            "tunesmith_model_loads", "Models loaded into the runtime's cache, by model kind and outcome.",
+            ["kind", "outcome"], registry=self.registry,
+        )
+        self.model_load_seconds = Histogram(
+            "tunesmith_model_load_seconds", "Time a successful model load took (S3 download included), by model kind.",
+            ["kind"], buckets=LOAD_BUCKETS, registry=self.registry,
+        )
+        for kind in ModelKind:  # every series from the start, so rate() sees the first increment
+            self.generated_tokens.labels(kind)
+            self.model_load_seconds.labels(kind)
+            for outcome in LOAD_OUTCOMES.values():
+                self.model_loads.labels(kind, outcome)
         self.registry.register(JobCollector(store, home))
 
     def observe(self, record: RequestRecord) -> None:
         """A :class:`RequestObserver` listener."""
         self.latency.labels(record.route, record.method, str(record.status)).observe(record.seconds)
+
+    def observe_inference(self, event: InferenceEvent) -> None:
+        """A :class:`~tunesmith.inference.model_cache.ModelCache` listener."""
+        match event:
+            case Answered(kind=kind, output_tokens=tokens):
+                self.generated_tokens.labels(kind).inc(tokens)
+            case ModelLoad(kind=kind, seconds=seconds, ok=ok):
+                self.model_loads.labels(kind, LOAD_OUTCOMES[ok]).inc()
+                if ok:
+                    self.model_load_seconds.labels(kind).observe(seconds)
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The metrics in the format ``accept`` asks for (Prometheus text, or OpenMetrics), and its content type."""
@@ -176,6 +216,7 @@ EXPOSITION = {"description": "Prometheus text exposition format (OpenMetrics whe
 
 @router.get("/metrics", response_class=Response, responses={200: EXPOSITION}, tags=["observability"])
 def metrics(service_metrics: MetricsDep, accept: Annotated[str | None, Header(max_length=1024)] = None) -> Response:
-    """Prometheus metrics: jobs by status, queue depth, running jobs' progress and speed, request latency."""
+    """Prometheus metrics: jobs by status, queue depth, running jobs' progress and speed, request latency,
+    generated tokens and model loads."""
     body, content_type = service_metrics.exposition(accept)
     return Response(body, media_type=content_type)

@@ -8,6 +8,12 @@ and never a header or a body: credentials, bearer tokens and request data stay o
 
 :class:`RequestObserver` times each request once and hands a :class:`RequestRecord` to its
 listeners: the access log here, the latency histogram in :mod:`tunesmith.api.metrics`.
+
+A record names its route by the full template (``/console/jobs/{name}``,
+``/console/static/{path}``), found by matching the request against the app's routes as the
+router does. The scope's own ``route`` is not enough: FastAPI 0.137+ keeps a router that
+``include_router(prefix=...)`` adds as one node and puts the route there without that prefix
+(``/jobs/{name}``), and a mounted app (the static files) sets no route at all.
 """
 
 from __future__ import annotations
@@ -16,13 +22,15 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from starlette.routing import Match
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED = "<unmatched>"
-"""The route label of a request no route answered (an unknown path, a static file)."""
+"""The route label of a request no route answers (an unknown path)."""
 
 access_log = logging.getLogger("tunesmith.access")
 
@@ -42,11 +50,35 @@ class RequestRecord:
     """``host:port`` of the peer, or ``-`` when the server does not know it."""
 
 
-def route_template(scope: Scope) -> str:
-    """The path template of the route that answered (FastAPI notes it in the scope), so
-    labels stay few whatever paths clients send."""
-    route = scope.get("route")
-    return getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED
+RouteMatcher = tuple[Callable[..., tuple[Match, Any]], str]
+"""A route's ``matches`` (scope -> match, child scope) and its full path template."""
+
+
+def route_matchers(routes: Sequence[Any]) -> list[RouteMatcher]:
+    """Each of ``routes``, an included router opened up into its own routes, with its full path
+    template: FastAPI's :func:`~fastapi.routing.iter_route_contexts` (0.137.2+) gives both; an
+    older FastAPI copied included routes with their prefix, so its list is flat already."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:
+        flat = list(routes)
+    else:
+        flat = list(iter_route_contexts(routes))
+    return [(route.matches, getattr(route, "path_format", None) or UNMATCHED) for route in flat]
+
+
+def route_template(matchers: Sequence[RouteMatcher], scope: Scope) -> str:
+    """The path template of the route that answers ``scope``: the first full match, else the
+    first partial one (the path with another method), as the router chooses. Templates keep
+    labels few whatever paths clients send."""
+    partial = UNMATCHED
+    for matches, template in matchers:
+        match, _ = matches(scope)
+        if match == Match.FULL:
+            return template
+        if match == Match.PARTIAL and partial == UNMATCHED:
+            partial = template
+    return partial
 
 
 QUIET_PATHS = ("/health",)
@@ -65,12 +97,17 @@ class RequestObserver:
 
     def __init__(self, app: ASGIApp, listeners: Sequence[Callable[[RequestRecord], None]] = (log_access,)):
         self.app, self.listeners = app, tuple(listeners)
+        self.matchers: list[RouteMatcher] | None = None
+        """The app's routes as they are at its first request (``create_app`` has added them all)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started, status = time.perf_counter(), 500
+        if self.matchers is None:
+            self.matchers = route_matchers(getattr(scope.get("app"), "routes", []))
+        route = route_template(self.matchers, scope)  # before the app runs: a mount rewrites the scope's root_path
 
         async def noted_send(message: Message) -> None:
             nonlocal status
@@ -83,7 +120,7 @@ class RequestObserver:
         finally:
             client = scope.get("client")
             record = RequestRecord(
-                method=scope.get("method", "-"), path=scope.get("path", ""), route=route_template(scope), status=status,
+                method=scope.get("method", "-"), path=scope.get("path", ""), route=route, status=status,
                 seconds=time.perf_counter() - started, client=f"{client[0]}:{client[1]}" if client else "-",
             )
             for listener in self.listeners:

@@ -2,15 +2,20 @@
 
 The part of OpenAI's Chat Completions and Models APIs that ``openai_routes.py`` serves. Requests
 are strict, as the Bedrock ones are (``protocol.py``): wrong JSON types are refused, never
-coerced, and so are fields this server does not implement (``tools``, ``logprobs``,
-``response_format``...), by name, rather than answered as if they had been honoured.
+coerced. Every field of OpenAI's request is one of three kinds:
+
+- honoured (``temperature``, ``seed``, ``logit_bias``, ``response_format``...);
+- accepted and not used, where that changes nothing about the answer (``user``, ``metadata``,
+  ``prompt_cache_key``, ``service_tier``, ``store: false``, ``logprobs: false``...);
+- refused with a 400 that names the field and says why (``tools``, ``logprobs: true``,
+  ``store: true``, ``modalities: ["audio"]``...), rather than answered as if it had been honoured.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from tunesmith import guide
@@ -19,6 +24,10 @@ from tunesmith.jobs.settings import MAX_BODY_BYTES
 
 MAX_STOP_SEQUENCES = 4
 """OpenAI's limit."""
+MAX_LOGIT_BIAS = 300
+"""OpenAI's limit on ``logit_bias`` entries."""
+SEED_RANGE = (-(2**63), 2**63 - 1)
+"""A seed is a 64-bit signed integer."""
 
 
 class Request(BaseModel):
@@ -59,10 +68,89 @@ class ChatMessage(Request):
 class StreamOptions(Request):
     include_usage: bool = False
     """Send one more chunk before ``[DONE]``: no choices, the request's usage."""
+    include_obfuscation: bool | None = None
+    """Accepted and not used: chunks carry no random padding (the text is the same either way)."""
+
+
+def _only(accepted: tuple[Any, ...], why: str) -> BeforeValidator:
+    """A field accepted only with values that change nothing here; any other value is refused, saying ``why``."""
+    def check(value: Any) -> Any:
+        if value is not None and value not in accepted:
+            raise PydanticCustomError("not_implemented", why)
+        return value
+    return BeforeValidator(check)
+
+
+def _refused(why: str) -> BeforeValidator:
+    """A field this server does not implement: any value but null is refused, saying ``why``."""
+    return _only((), why)
+
+
+def _token_biases(value: Any) -> Any:
+    """``{"15339": -100}`` (token ids as JSON keys) as ``{15339: -100}``."""
+    if not isinstance(value, dict):
+        return value
+    biases = {}
+    for key, bias in value.items():
+        if not (isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 9):
+            raise PydanticCustomError("token_id", "keys are token ids, such as \"15339\"; '{key}' is not one", {"key": str(key)[:70]})
+        biases[int(key)] = bias
+    return biases
+
+
+class JsonSchemaFormat(Request):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
+    description: Annotated[str, StringConstraints(max_length=MAX_BODY_BYTES)] | None = None
+    """Accepted and not used (the schema is what constrains the answer)."""
+    schema_: Annotated[dict[str, Any], Field(alias="schema")] = Field(default_factory=dict)
+    """The JSON Schema every answer follows; an empty one allows any JSON value."""
+    strict: bool | None = None
+    """Accepted either way: answers always follow the schema (generation is constrained to it)."""
+
+    @field_validator("schema_")
+    @classmethod
+    def _usable(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        from tunesmith.evaluation.json_output import schema_problem  # here: it brings transformers, which start-up can do without
+
+        problem = schema_problem(schema)
+        if problem:
+            raise PydanticCustomError("schema_unusable", "answers cannot be constrained to this schema: {problem}", {"problem": problem})
+        return schema
+
+
+class ResponseFormat(Request):
+    type: Literal["text", "json_object", "json_schema"]
+    """``text`` (the default); ``json_object``: any JSON object; ``json_schema``: JSON that follows ``json_schema.schema``."""
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self) -> ResponseFormat:
+        if (self.json_schema is None) == (self.type == "json_schema"):
+            raise PydanticCustomError("json_schema_with_type", "json_schema goes with type json_schema, and only with it")
+        return self
+
+
+class PromptCacheOptions(Request):
+    """Accepted and not used: this server keeps no prompt cache between requests."""
+
+    mode: Literal["implicit", "explicit"] | None = None
+    ttl: Literal["30m"] | None = None
+
+
+class PredictedContent(Request):
+    """Accepted and not used: a prediction would only make the same answer come sooner."""
+
+    type: Literal["content"]
+    content: Annotated[list[TextPart], Field(min_length=1, max_length=100),
+                       BeforeValidator(_as_parts, json_schema_input_type=str | list[TextPart])]
 
 
 StopSequence = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 MaxTokens = Annotated[int, Field(ge=1, le=guide.MAX_RESPONSE_TOKENS)]
+Penalty = Annotated[float, Field(ge=-2, le=2)]
+Identifier = Annotated[str, StringConstraints(max_length=512)]
+NO_TOOLS = "function calling is not implemented by this server"
+NO_LOGPROBS = "log probabilities are not implemented by this server; send false or leave it out"
 
 
 class ChatCompletionRequest(Request):
@@ -73,16 +161,55 @@ class ChatCompletionRequest(Request):
     max_tokens: MaxTokens | None = None
     """The older name of ``max_completion_tokens`` (which wins when both are given)."""
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    """0 is greedy decoding."""
+    """0 is greedy decoding; unset is OpenAI's 1."""
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    """Unset is OpenAI's 1 (the whole distribution)."""
     n: int | None = 1
     stop: Annotated[list[StopSequence], Field(max_length=MAX_STOP_SEQUENCES),
                     BeforeValidator(_as_list, json_schema_input_type=StopSequence | list[StopSequence])] | None = None
     """Up to 4 sequences: generation ends at the first, which the answer does not include."""
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    user: Annotated[str, StringConstraints(max_length=256)] | None = None
-    """Accepted and not used."""
+    seed: Annotated[int, Field(ge=SEED_RANGE[0], le=SEED_RANGE[1])] | None = None
+    """Sampling draws from a generator seeded with this: the same request gives the same answer."""
+    presence_penalty: Penalty | None = None
+    """Subtracted from the logit of each token the answer already holds."""
+    frequency_penalty: Penalty | None = None
+    """Subtracted from the logit of each token once per time the answer already holds it."""
+    logit_bias: Annotated[dict[int, Annotated[float, Field(ge=-100, le=100)]], Field(max_length=MAX_LOGIT_BIAS),
+                          BeforeValidator(_token_biases, json_schema_input_type=dict[str, float])] | None = None
+    """Token id (in the model's tokenizer) -> a bias added to its logit: -100 bans it, 100 all but forces it."""
+    response_format: ResponseFormat | None = None
+    # Accepted and not used: none of them changes the answer.
+    user: Identifier | None = None
+    safety_identifier: Identifier | None = None
+    prompt_cache_key: Identifier | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    prompt_cache_options: PromptCacheOptions | None = None
+    metadata: Annotated[dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=512)]],
+                        Field(max_length=16)] | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast"] | None = None
+    prediction: PredictedContent | None = None
+    parallel_tool_calls: bool | None = None
+    """Without tools there is nothing to call in parallel."""
+    # Accepted only with the values that change nothing; refused otherwise.
+    store: Annotated[bool | None, _only((False,), "this server keeps no completions; send false or leave it out")] = None
+    logprobs: Annotated[bool | None, _only((False,), NO_LOGPROBS)] = None
+    modalities: Annotated[list[Literal["text", "audio"]] | None,
+                          _only((["text"],), 'only text answers are implemented; send ["text"] or leave it out')] = None
+    tool_choice: Annotated[str | dict[str, Any] | None,
+                           _only(("none", "auto"), NO_TOOLS + ": without tools, only none and auto (the same here) are accepted")] = None
+    function_call: Annotated[str | dict[str, Any] | None,
+                             _only(("none", "auto"), NO_TOOLS + ": without functions, only none and auto (the same here) are accepted")] = None
+    reasoning_effort: Annotated[str | None, _only(("none",), "these models do not reason; only none is accepted")] = None
+    verbosity: Annotated[str | None, _only(("medium",), "answers have no verbosity setting; only medium (the default) is accepted")] = None
+    # Refused: implementing them would change the answer.
+    tools: Annotated[None, _refused(NO_TOOLS)] = None
+    functions: Annotated[None, _refused(NO_TOOLS)] = None
+    top_logprobs: Annotated[None, _refused(NO_LOGPROBS)] = None
+    audio: Annotated[None, _refused("audio answers are not implemented by this server")] = None
+    web_search_options: Annotated[None, _refused("web search is not implemented by this server")] = None
+    moderation: Annotated[None, _refused("moderation is not implemented by this server")] = None
 
     @field_validator("n")
     @classmethod

@@ -9,9 +9,12 @@ that generate are the runtime API's own. One generator, :func:`inference.stream`
 answer: streamed, its pieces become ``chat.completion.chunk`` events; otherwise they are joined
 into one ``chat.completion``, so both carry the same text, finish reason and usage.
 
-Unset ``temperature`` and ``top_p`` take the runtime API's defaults (0.7 and 0.9, not OpenAI's
-1 and 1), so a model answers alike through either API. Errors come in OpenAI's shape
-(``errors.py``); with ``--credentials``, clients send one of the secrets as their API key.
+Unset ``temperature`` and ``top_p`` are OpenAI's 1 and 1, with no top-k: the model's whole
+distribution, as OpenAI samples it (Converse keeps Bedrock's 0.7 and 0.9). ``seed``, the
+penalties, ``logit_bias`` and ``response_format`` act on the model's logits in the generation
+layer (:mod:`tunesmith.evaluation.sampling`, :mod:`tunesmith.evaluation.json_output`). The
+models listed are those that can answer. Errors come in OpenAI's shape (``errors.py``); with
+``--credentials``, clients send one of the secrets as their API key.
 """
 
 from __future__ import annotations
@@ -44,12 +47,14 @@ from tunesmith.api.openai_protocol import (
     Usage,
 )
 from tunesmith.api.protocol import PRINTABLE
+from tunesmith.errors import TunesmithError
 from tunesmith.evaluation.generation import GenerationSettings
-from tunesmith.inference.answers import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, answerable, stream
+from tunesmith.inference.answers import DEFAULT_MAX_TOKENS, answerable, stream
 from tunesmith.inference.model_cache import LoadedModel
 from tunesmith.inference.model_ids import resolve_model_id as model_spec
 from tunesmith.jobs.errors import ResourceNotFoundException, ValidationException
 from tunesmith.jobs.store import CustomModel, Deployment, JobStore
+from tunesmith.models.registry import resolve_model
 from tunesmith.statuses import DeploymentStatus, ModelStatus
 from tunesmith.tiers import TIERS, UnknownModelError, resolve_tier
 
@@ -61,12 +66,35 @@ FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "le
 ModelId = Annotated[str, Path(min_length=1, max_length=2048, pattern=PRINTABLE, description="A tier, hosted id, custom model or deployment.")]
 
 
+OPENAI_TEMPERATURE = OPENAI_TOP_P = 1.0
+"""OpenAI's defaults: sampling from the model's whole distribution."""
+
+
 def generation_settings(body: ChatCompletionRequest) -> GenerationSettings:
+    from tunesmith.evaluation.json_output import ANY_OBJECT  # here: it brings transformers, which start-up can do without
+
     max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS
-    temperature = DEFAULT_TEMPERATURE if body.temperature is None else body.temperature
-    top_p = DEFAULT_TOP_P if body.top_p is None else body.top_p
-    return GenerationSettings(max_new_tokens=max_tokens, temperature=float(temperature), top_p=float(top_p),
-                              stop=tuple(body.stop or ()), batch_size=1)
+    temperature = OPENAI_TEMPERATURE if body.temperature is None else body.temperature
+    top_p = OPENAI_TOP_P if body.top_p is None else body.top_p
+    form = body.response_format
+    schema = None if form is None or form.type == "text" else ANY_OBJECT if form.type == "json_object" else form.json_schema.schema_
+    return GenerationSettings(max_new_tokens=max_tokens, temperature=float(temperature), top_p=float(top_p), top_k=0,
+                              stop=tuple(body.stop or ()), batch_size=1, seed=body.seed,
+                              presence_penalty=float(body.presence_penalty or 0), frequency_penalty=float(body.frequency_penalty or 0),
+                              logit_bias={token: float(bias) for token, bias in (body.logit_bias or {}).items()}, json_schema=schema)
+
+
+def check_token_ids(loaded: LoadedModel, body: ChatCompletionRequest) -> None:
+    """``logit_bias`` names tokens of this model's vocabulary, and ``response_format`` needs a fast
+    tokenizer (the JSON constraint reads its vocabulary): both known only once the model is loaded."""
+    if body.response_format is not None and body.response_format.type != "text" and not getattr(loaded.tokenizer, "is_fast", False):
+        raise ValidationException(f"response_format: {body.model} has no fast tokenizer, which constrained JSON output needs",
+                                  param="response_format")
+    size = len(loaded.tokenizer)
+    outside = sorted(token for token in body.logit_bias or {} if token >= size)
+    if outside:
+        raise ValidationException(f"logit_bias: token {outside[0]} is not in the vocabulary of {body.model} (ids 0 to {size - 1})",
+                                  param="logit_bias")
 
 
 def chat_of(messages: list[ChatMessage]) -> list[dict[str, str]]:
@@ -133,6 +161,7 @@ async def chat_completions(request: Request, body: ChatCompletionRequest, store:
     chat, settings = chat_of(body.messages), generation_settings(body)
     limiter = generation_threads(request)
     loaded = await anyio.to_thread.run_sync(_load, request, store, body.model, limiter=limiter)
+    check_token_ids(loaded, body)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model}
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -167,10 +196,22 @@ def _tier_card(model_id: str, tier_name: str) -> ModelCard:
     return ModelCard(id=model_id, created=0, owned_by="tunesmith", parent=None if model_id == tier_name else tier_name)
 
 
+def _tier_problem(name: str) -> str | None:
+    """Why the tier cannot answer here (nothing configured for it, its files missing); None if it can.
+    A hub id counts as answering: where the hub is reachable, it is fetched on first use."""
+    try:
+        source = resolve_model(name)
+    except TunesmithError as exc:
+        return str(exc).splitlines()[0]
+    if source.kind != "hub" and not source.available():
+        return f"the {name} tier's model ({source.describe()}) is not on this server"
+    return None
+
+
 @router.get("/models", response_model=ModelList)
 def list_models(session: SessionDep) -> ModelList:
-    """The tiers, the Active custom models and the deployments of Active models: what chat completions accept."""
-    cards = [_tier_card(name, name) for name in TIERS]
+    """What can answer: the tiers with a model here, the Active custom models and the deployments of Active models."""
+    cards = [_tier_card(name, name) for name in TIERS if _tier_problem(name) is None]
     models = session.scalars(select(CustomModel).where(CustomModel.status == ModelStatus.ACTIVE).order_by(CustomModel.created))
     cards += [_custom_card(model.name, model) for model in models if model.folder]
     deployed = session.execute(select(Deployment, CustomModel).join(CustomModel, CustomModel.arn == Deployment.model_arn)
@@ -181,7 +222,7 @@ def list_models(session: SessionDep) -> ModelList:
 
 
 def _card(store: JobStore, session: Session, model_id: str) -> ModelCard:
-    """The card of any id chat completions accept, resolved as ``runtime.model_spec`` resolves it."""
+    """The card of any id chat completions can answer with, resolved as ``runtime.model_spec`` resolves it."""
     deployment = store.deployment(session, model_id)
     model = store.model(session, deployment.model_arn if deployment else model_id)
     if model is not None and model.status == ModelStatus.ACTIVE and model.folder:
@@ -191,10 +232,14 @@ def _card(store: JobStore, session: Session, model_id: str) -> ModelCard:
         raise ResourceNotFoundException(f"the model {model_id} is {state}; only {ModelStatus.ACTIVE} models can be used", param="model",
                                         code="model_not_found")
     try:
-        return _tier_card(model_id, resolve_tier(model_id).name)
+        tier = resolve_tier(model_id)
     except UnknownModelError as exc:
         raise ResourceNotFoundException(f"{model_id} is not a base model, a custom model or a deployment: {exc}", param="model",
                                         code="model_not_found") from exc
+    problem = _tier_problem(tier.name)
+    if problem:
+        raise ResourceNotFoundException(f"{model_id} cannot answer here: {problem}", param="model", code="model_not_found")
+    return _tier_card(model_id, tier.name)
 
 
 @router.get("/models/{model_id:path}", response_model=ModelCard)

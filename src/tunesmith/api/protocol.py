@@ -21,7 +21,7 @@ from tunesmith.datasets.duplicate import MAX_FACTOR
 from tunesmith.jobs.device_pool import MAX_JOB_DEVICES
 from tunesmith.jobs.settings import MAX_BODY_BYTES
 from tunesmith.kinds import CustomizationKind
-from tunesmith.statuses import DeploymentStatus, JobStatus, ModelStatus, PhaseStatus
+from tunesmith.statuses import DeploymentStatus, ImportJobStatus, JobStatus, ModelStatus, PhaseStatus
 
 # --- Strings --------------------------------------------------------------------------------
 # Bedrock's [a-zA-Z0-9](-*[a-zA-Z0-9\+\-\.])* accepts the same strings as this one.
@@ -260,6 +260,62 @@ class ModelSummary(Response):
 
 class ModelList(Response):
     modelSummaries: list[ModelSummary]
+    nextToken: str | None = None
+
+
+# --- Model import (CreateModelImportJob) -----------------------------------------------------
+class S3DataSource(Request):
+    s3Uri: Uri
+    """A result folder: a local path or file:// URI (inside the allowed folders), or an s3:// prefix."""
+
+
+class ModelDataSource(Request):
+    s3DataSource: S3DataSource
+
+
+class CreateImportJobRequest(Request):
+    """CreateModelImportJob. ``vpcConfig``, ``importedModelKmsKeyId`` and tags are accepted and have no effect here."""
+
+    jobName: JobName
+    importedModelName: ModelName
+    roleArn: RoleArn
+    modelDataSource: ModelDataSource
+    clientRequestToken: ClientToken | None = None
+    jobTags: Annotated[list[Tag], Field(max_length=200)] | None = None
+    importedModelTags: Annotated[list[Tag], Field(max_length=200)] | None = None
+    vpcConfig: VpcConfig | None = None
+    importedModelKmsKeyId: Identifier | None = None
+
+
+class ImportJobDetail(Response):
+    """GetModelImportJob."""
+
+    jobArn: str
+    jobName: str
+    importedModelName: str
+    roleArn: str
+    modelDataSource: dict
+    status: ImportJobStatus
+    creationTime: str
+    importedModelArn: str | None = None
+    failureMessage: str | None = None
+    lastModifiedTime: str | None = None
+    endTime: str | None = None
+
+
+class ImportJobSummary(Response):
+    jobArn: str
+    jobName: str
+    status: ImportJobStatus
+    creationTime: str
+    lastModifiedTime: str | None = None
+    endTime: str | None = None
+    importedModelArn: str | None = None
+    importedModelName: str | None = None
+
+
+class ImportJobList(Response):
+    modelImportJobSummaries: list[ImportJobSummary]
     nextToken: str | None = None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunesmith.jobs.arns import ACCOUNT, timestamp
-from tunesmith.jobs.store import CustomModel, Deployment, Job
+from tunesmith.jobs.store import CustomModel, Deployment, Job, ModelImport
 
 
 def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
@@ -105,3 +105,20 @@ def deployment_summary(deployment: Deployment) -> dict[str, Any]:
         "modelArn": deployment.model_arn, "createdAt": timestamp(deployment.created), "status": deployment.status,
         "lastUpdatedAt": timestamp(deployment.modified),
     }
+
+
+def import_job_detail(job: ModelImport) -> dict[str, Any]:
+    return _drop_none({
+        "jobArn": job.arn, "jobName": job.name, "importedModelName": job.model_name, "importedModelArn": job.model_arn,
+        "roleArn": job.role_arn, "modelDataSource": {"s3DataSource": {"s3Uri": job.source_uri}}, "status": job.status,
+        "failureMessage": job.failure_message, "creationTime": timestamp(job.created), "lastModifiedTime": timestamp(job.modified),
+        "endTime": timestamp(job.ended),
+    })
+
+
+def import_job_summary(job: ModelImport) -> dict[str, Any]:
+    return _drop_none({
+        "jobArn": job.arn, "jobName": job.name, "status": job.status, "creationTime": timestamp(job.created),
+        "lastModifiedTime": timestamp(job.modified), "endTime": timestamp(job.ended), "importedModelArn": job.model_arn,
+        "importedModelName": job.model_name,
+    })

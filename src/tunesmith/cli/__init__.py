@@ -54,7 +54,7 @@ COMMANDS = {
         "Show the hyperparameters you can set, with their types, bounds and defaults.",
     ),
     "jobs": LazyCommand("tunesmith.cli.jobs:jobs", "Create and follow customization jobs on a tunesmith server."),
-    "models": LazyCommand("tunesmith.cli.models:models", "List and prepare models."),
+    "models": LazyCommand("tunesmith.cli.models:models", "List and prepare models; import a result folder into a tunesmith server."),
     "quickstart": LazyCommand(
         "tunesmith.cli.quickstart:quickstart",
         "Build a small task, fine-tune micro with the advised hyperparameters, compare with the base model.",

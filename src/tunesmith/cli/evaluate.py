@@ -10,13 +10,13 @@ import click
 from tunesmith.cli.errors import user_errors
 from tunesmith.cli.options import device_option, json_option
 from tunesmith.cli.progress import count_progress
-from tunesmith.cli.render import console, fail, print_json, table
+from tunesmith.cli.render import console, err_console, fail, print_json, table
 from tunesmith.datasets import DataError, DatasetKind, validate_dataset
 from tunesmith.devices import place
 from tunesmith.evaluation.evaluate import Evaluation, evaluate as run_evaluation, write_predictions
 from tunesmith.evaluation.generation import GenerationSettings, generate as run_generation
 from tunesmith.models.loading import load_model, load_tokenizer
-from tunesmith.models.registry import resolve_model
+from tunesmith.models.registry import resolve_model, result_inside
 from tunesmith.training.examples import chat_messages, read_records
 
 
@@ -37,7 +37,7 @@ def comparison_table(results: list[Evaluation]):
 
 
 @click.command()
-@click.option("--model", "model_spec", required=True, help="Tier, result folder or model path.")
+@click.option("--model", "model_spec", required=True, help="Tier, result folder (or a folder holding one) or model path.")
 @click.option("--data", required=True, type=click.Path(path_type=str), help="Labelled conversations (JSONL).")
 @click.option("--compare", help="A second model to score side by side.")
 @click.option("--predictions", type=click.Path(path_type=str), help="Write predictions JSONL here (default: beside --data).")
@@ -51,6 +51,9 @@ def evaluate(model_spec: str, data: str, compare: str | None, predictions: str |
     results = []
     with user_errors():
         for spec in [model_spec] + ([compare] if compare else []):
+            inner = result_inside(Path(spec))
+            if inner is not None:
+                err_console.print(f"{spec} holds one result: evaluating {inner}")
             records = sum(1 for _ in read_records(data)) if Path(data).is_file() else 0
             with count_progress(f"evaluating {spec}", records) as advance:
                 results.append(run_evaluation(spec, data, settings, device, on_batch=advance))

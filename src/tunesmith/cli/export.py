@@ -8,7 +8,7 @@ import click
 
 from tunesmith.cli.errors import user_errors
 from tunesmith.cli.options import json_option
-from tunesmith.cli.render import console, print_json
+from tunesmith.cli.render import console, err_console, print_json
 
 
 @click.command()
@@ -20,13 +20,22 @@ from tunesmith.cli.render import console, print_json
 @click.option("--check", type=int, default=20, show_default=True,
               help="Read the GGUF back and compare greedy answers to this many training prompts with the safetensors model; 0 skips.")
 @click.option("--name", default=None, help="The model's name in the GGUF and the model card. Default: RUN's folder name.")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Conversations (JSONL) for --check. Default: the training data at the path the run's manifest records.")
+@click.option("--private", is_flag=True, help="Make the export readable by you alone (files 0600, folders 0700). Default: the umask's modes.")
 @json_option
-def export(run: Path, format_: str, quantize: str, output: Path | None, check: int, name: str | None, as_json: bool) -> None:
-    """Export the trained model in RUN for llama.cpp and Ollama: GGUF, Modelfile, merged safetensors and a model card."""
+def export(run: Path, format_: str, quantize: str, output: Path | None, check: int, name: str | None, data: Path | None,
+           private: bool, as_json: bool) -> None:
+    """Export the trained model in RUN for llama.cpp and Ollama: GGUF, Modelfile, merged safetensors and a model card.
+
+    RUN is a result folder, or a folder holding exactly one (such as tunesmith-quickstart/)."""
     with user_errors():
         from tunesmith.export import ExportConfig, export_run
 
-        config = ExportConfig(run=run, format=format_, quantize=quantize, output=output, check=check, name=name)
+        config = ExportConfig(run=run, format=format_, quantize=quantize, output=output, check=check, name=name, data=data,
+                              private=private)
+        if config.found_in is not None:
+            err_console.print(f"{config.found_in} holds one result: exporting {config.run}")
         record = export_run(config)
     if as_json:
         print_json(record)
@@ -34,6 +43,8 @@ def export(run: Path, format_: str, quantize: str, output: Path | None, check: i
     gguf = record["gguf"]
     console.print(f"{record['output']}/model.gguf: {gguf['fileType']}, {gguf['bytes']:,} bytes, {gguf['tensors']} tensors")
     console.print(f"merged from {record['mergedFrom']}; safetensors in {record['dtype']}; chat template: {record['chatTemplate']}")
+    system = "set" if record["systemPrompt"] is not None else "none"
+    console.print(f"Modelfile SYSTEM: {system} ({record['systemPromptSource']})")
     result = record["check"]
     if result is None:
         console.print("check: skipped (--check 0)")

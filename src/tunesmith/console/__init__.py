@@ -8,11 +8,12 @@ in itself (``login.py``).
 
     /console, /console/jobs          jobs: status, phase, progress, ETA (polled)
     /console/new-job                 create a job (advice and data problems inline)
-    /console/jobs/{name}             one job: loss curves, events, hyperparameters, Stop
-    /console/models                  custom models and deployments
+    /console/jobs/{name}             one job: loss curves, events, hyperparameters, Stop, Delete
+    /console/models                  custom models and deployments; deploy a model
+    /console/{jobs,models,deployments}/{name}/delete   what deleting it removes; its button posts
     /console/playground              streaming chat with any model
     /console/login, /console/logout  when the server has --credentials
-    /console/static/...              the vendored assets
+    /console/static/...              the vendored assets and the icon (also at /favicon.ico)
 """
 
 from __future__ import annotations

@@ -1,6 +1,11 @@
 """The create-job form: the guide's bounds beside each hyperparameter, the advisor's
-recommendation for the chosen data (fetched by htmx as the data path changes), and the data's
-problems (``file:line``) before anything is submitted.
+recommendation for the chosen data (fetched by htmx as the data path changes), the plan the
+job will follow with the values in the form ("With your values"), and the data's problems
+(``file:line``) before anything is submitted.
+
+"With your values" is the training loop's own arithmetic (:func:`job_plan`): the job's
+duplication is ``tunesmithConfig.duplicationFactor`` (the form's Duplication field) or 1, never
+the advised one, and unset hyperparameters take the guide's defaults, as the job's do.
 
 The form is turned into the API's :class:`~tunesmith.api.protocol.CreateJobRequest`, parsed
 into a job spec by :func:`~tunesmith.api.job_requests.spec_from_request` and created by the job
@@ -20,20 +25,23 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from tunesmith.advisor import Advice, advise_dataset
+from tunesmith.advisor import Advice, TrainingPlan, advise_dataset, plan_training
 from tunesmith.api.dependencies import SessionDep, SettingsDep, StoreDep
 from tunesmith.api.errors import describe
 from tunesmith.api.job_requests import spec_from_request
-from tunesmith.api.protocol import CreateJobRequest
-from tunesmith.console.html import ConsoleRoute, read_form, render
+from tunesmith.api.protocol import CreateJobRequest, TunesmithConfig
+from tunesmith.console.html import ConsoleRoute, read_form, redirect, render
 from tunesmith.datasets import DatasetKind, ValidationReport, validate_dataset
-from tunesmith.hyperparameters import TABLE, HyperparameterError, format_value
+from tunesmith.datasets.duplicate import MAX_FACTOR
+from tunesmith.errors import TunesmithError
+from tunesmith.hyperparameters import TABLE, HyperparameterError, Hyperparameters, format_value
 from tunesmith.jobs import control
-from tunesmith.jobs.errors import ServiceError
+from tunesmith.jobs.errors import ServiceError, ValidationException
 from tunesmith.jobs.settings import ServiceSettings
 from tunesmith.jobs.spec import DATASET_KINDS
 from tunesmith.jobs.uris import UriError, locate, shown
 from tunesmith.kinds import SUPPORTED_KINDS, CustomizationKind
+from tunesmith.models.registry import resolve_model
 from tunesmith.tiers import TIERS, ModelTier, UnknownModelError, resolve_tier
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -56,7 +64,7 @@ def _defaults(settings: ServiceSettings) -> dict[str, str]:
 def _form_page(request: Request, settings: ServiceSettings, values: dict[str, str], problems: list[str] | None = None,
                status_code: int = 200) -> Response:
     return render(request, "new_job.html", status_code=status_code, values=values, bounds=_bounds(), tiers=list(TIERS.values()),
-                  types=SUPPORTED_KINDS, problems=problems or [])
+                  types=SUPPORTED_KINDS, problems=problems or [], max_duplication=MAX_FACTOR)
 
 
 @router.get("/new-job")
@@ -95,15 +103,36 @@ def check_data(values: dict[str, str], settings: ServiceSettings) -> DataCheck:
     return DataCheck(report=validate_dataset(paths[0], paths[1:], kind, max_listed=LISTED_PROBLEMS))
 
 
-def _tier(base_model: str) -> ModelTier:
-    """The tier with the batch size this server trains it with (a configured model may differ)."""
+def training_tier(base_model: str) -> ModelTier:
+    """The tier as the training loop resolves it (``resolve_model(config.model).tier``): a
+    configured model brings its own batch size. An unconfigured tier (lite, pro) keeps the guide's."""
     tier = resolve_tier(base_model)
     try:
-        from tunesmith.models.registry import resolve_model
-
         return resolve_model(tier.name).tier
-    except Exception:  # an unconfigured tier (lite, pro) still gets the guide's advice
+    except TunesmithError:
         return tier
+
+
+def job_plan(records: int, base_model: str, hyperparameters: Hyperparameters, duplication: int) -> TrainingPlan:
+    """The plan the job's training loop will make for ``records`` training records
+    (``TrainingRun._plan``): :func:`~tunesmith.advisor.plan_training` on the tier it trains, with
+    the job's hyperparameters and its own duplication. They differ only where records lose every
+    answer token to ``max_length``: the run skips those and says so."""
+    return plan_training(records, training_tier(base_model), hyperparameters, duplication)
+
+
+def _duplication(values: dict[str, str]) -> int | None:
+    """The form's ``tunesmithConfig.duplicationFactor`` (None when empty). ValidationException for
+    a value the API would refuse, with its message."""
+    text = values.get("duplication", "").strip()
+    if not text:
+        return None
+    if not text.isdecimal():
+        raise ValidationException(f"tunesmithConfig.duplicationFactor must be a whole number, not {text[:20]!r}")
+    try:
+        return TunesmithConfig(duplicationFactor=int(text)).duplicationFactor
+    except ValidationError as exc:
+        raise ValidationException("; ".join(describe({**e, "loc": ("tunesmithConfig", *e["loc"])}) for e in exc.errors())) from None
 
 
 def _chosen(values: dict[str, str]) -> dict[str, str]:
@@ -121,25 +150,25 @@ def _advice(request: Request, settings: ServiceSettings, values: dict[str, str])
     context: dict = {"note": check.note, "report": check.report, "advice": None, "yours": None, "problem": None}
     report = check.report
     if report is not None and report.training.records:
+        base_model = values.get("base_model", "micro")
         try:
-            tier = _tier(values.get("base_model", "micro"))
-        except UnknownModelError as exc:
-            context["problem"] = f"baseModelIdentifier: {exc}"
-        else:
-            advice: Advice = advise_dataset(report, tier)
+            advice: Advice = advise_dataset(report, training_tier(base_model))
             context["advice"] = advice
             context["fill"] = json.dumps(advice.hyperparameters.to_wire())
-            chosen = _chosen(values)
-            if chosen and chosen != advice.hyperparameters.to_wire():
-                try:
-                    context["yours"] = advise_dataset(report, tier, overrides=chosen)
-                except HyperparameterError as exc:
-                    context["problem"] = "; ".join(p.message for p in exc.problems)
+            hyperparameters = Hyperparameters.from_wire(_chosen(values))
+            context["yours"] = job_plan(report.training.records, base_model, hyperparameters, _duplication(values) or 1)
+        except UnknownModelError as exc:
+            context["problem"] = f"baseModelIdentifier: {exc}"
+        except HyperparameterError as exc:
+            context["problem"] = "; ".join(p.message for p in exc.problems)
+        except ValidationException as exc:
+            context["problem"] = exc.message
     return render(request, "_advice.html", labels={"duplicationFactor": "Duplication factor", **{s.key: s.label for s in TABLE}}, **context)
 
 
 def request_from_form(values: dict[str, str]) -> dict:
-    """The CreateModelCustomizationJob body the form describes."""
+    """The CreateModelCustomizationJob body the form describes. ValidationException for a
+    duplication factor the API would refuse."""
     body: dict = {
         "jobName": values.get("job_name", "").strip(), "customModelName": values.get("model_name", "").strip(),
         "roleArn": values.get("role_arn", "").strip() or DEFAULT_ROLE,
@@ -151,6 +180,9 @@ def request_from_form(values: dict[str, str]) -> dict:
     }
     if values.get("validation", "").strip():
         body["validationDataConfig"] = {"validators": [{"s3Uri": values["validation"].strip()}]}
+    duplication = _duplication(values)
+    if duplication is not None:
+        body["tunesmithConfig"] = {"duplicationFactor": duplication}
     if body["customizationType"] == CustomizationKind.DISTILLATION and values.get("teacher", "").strip():
         body["customizationConfig"] = {"distillationConfig": {"teacherModelConfig": {"teacherModelIdentifier": values["teacher"].strip()}}}
     return body
@@ -174,9 +206,11 @@ def _create(request: Request, settings: ServiceSettings, store, session, values:
         body = CreateJobRequest.model_validate(request_from_form(values))
     except ValidationError as exc:
         return _form_page(request, settings, values, [describe(e) for e in exc.errors()], status_code=400)
+    except ValidationException as exc:
+        return _form_page(request, settings, values, [exc.message], status_code=400)
     try:
         job = control.create_job(store, session, settings, spec_from_request(body, settings.allowed_roots))
     except ServiceError as error:
         session.rollback()
         return _form_page(request, settings, values, [error.message], status_code=400)
-    return Response(status_code=303, headers={"Location": f"/console/jobs/{job.name}"})
+    return redirect(f"/console/jobs/{job.name}")

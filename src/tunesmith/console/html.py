@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from tunesmith.api.errors import describe
 from tunesmith.jobs.errors import ServiceError, ValidationException
+from tunesmith.kinds import CustomizationKind
 from tunesmith.statuses import JobStatus, ModelStatus
 
 log = logging.getLogger("tunesmith.console")
@@ -47,7 +48,7 @@ def duration(seconds: float | None) -> str:
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["when"] = _when
 templates.env.filters["duration"] = duration
-templates.env.globals.update(JobStatus=JobStatus, ModelStatus=ModelStatus)  # templates compare with these, never a spelling
+templates.env.globals.update(JobStatus=JobStatus, ModelStatus=ModelStatus, CustomizationKind=CustomizationKind)  # templates compare with these, never a spelling
 
 
 class LoginRequired(Exception):
@@ -71,6 +72,11 @@ def render(request: Request, template: str, status_code: int = 200, **context) -
     context.setdefault("signed_in", getattr(request.state, "console_user", None))
     context.setdefault("credentials_required", bool(request.app.state.settings.credentials))
     return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def redirect(location: str) -> Response:
+    """303 See Other: after a form's post, the browser gets the page (a reload does not post again)."""
+    return Response(status_code=303, headers={"Location": location})
 
 
 def error_page(request: Request, status: int, message: str) -> Response:

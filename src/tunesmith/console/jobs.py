@@ -1,4 +1,6 @@
-"""Console pages for jobs: the list, a job's page, and the fragments htmx polls while it runs."""
+"""Console pages for jobs: the list, a job's page, the fragments htmx polls while it runs, Stop,
+and Delete for a job that has ended (a page that says what goes, then a post:
+:func:`tunesmith.jobs.control.delete_job`)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from tunesmith.api.dependencies import SessionDep, SettingsDep, StoreDep
-from tunesmith.console.html import ConsoleRoute, error_page, render
+from tunesmith.console.html import ConsoleRoute, error_page, redirect, render
 from tunesmith.console.progress import job_progress, loss_series, read_events, shown_fields
 from tunesmith.hyperparameters import TABLE
 from tunesmith.jobs import control
@@ -36,8 +38,9 @@ def _rows(session, home) -> list[dict]:
 
 @router.get("")
 @router.get("/jobs")
-def jobs_page(request: Request, settings: SettingsDep, session: SessionDep) -> Response:
-    return render(request, "jobs.html", rows=_rows(session, settings.home), poll=POLL_SECONDS)
+def jobs_page(request: Request, settings: SettingsDep, session: SessionDep, deleted: str | None = None) -> Response:
+    notice = f"Deleted job {deleted[:200]}." if deleted else None
+    return render(request, "jobs.html", rows=_rows(session, settings.home), poll=POLL_SECONDS, notice=notice)
 
 
 @router.get("/job-rows")
@@ -59,8 +62,13 @@ def _live(job: Job, home) -> dict:
             "poll": POLL_SECONDS, "warnings": details.get("warnings") or [], "plan": details.get("plan") or {}}
 
 
-def _summary(request: Request, job: Job, home, notice: str | None = None) -> Response:
-    return render(request, "_job_summary.html", notice=notice, **_live(job, home))
+def _model_deleted(store, session, job: Job) -> bool:
+    """The job made a custom model that has been deleted since."""
+    return bool(job.output_model_arn) and store.model(session, job.output_model_arn) is None
+
+
+def _summary(request: Request, store, session, job: Job, home, notice: str | None = None) -> Response:
+    return render(request, "_job_summary.html", notice=notice, model_deleted=_model_deleted(store, session, job), **_live(job, home))
 
 
 @router.get("/jobs/{name}")
@@ -70,12 +78,13 @@ def job_page(request: Request, name: str, settings: SettingsDep, store: StoreDep
     resolved = spec.hyperparameters.to_wire()
     hyperparameters = [{"label": s.label, "key": s.key, "sent": spec.hyperparameters_sent.get(s.key), "resolved": resolved[s.key]}
                        for s in TABLE]
-    return render(request, "job.html", spec=spec, hyperparameters=hyperparameters, **_live(job, settings.home))
+    return render(request, "job.html", spec=spec, hyperparameters=hyperparameters, model_deleted=_model_deleted(store, session, job),
+                  **_live(job, settings.home))
 
 
 @router.get("/jobs/{name}/summary")
 def job_summary(request: Request, name: str, settings: SettingsDep, store: StoreDep, session: SessionDep) -> Response:
-    return _summary(request, _job(store, session, name), settings.home)
+    return _summary(request, store, session, _job(store, session, name), settings.home)
 
 
 @router.get("/jobs/{name}/outputs")
@@ -110,11 +119,38 @@ def stop_job(request: Request, name: str, settings: SettingsDep, store: StoreDep
         control.stop_job(session, job)
     except ServiceError as error:
         session.rollback()
-        return _summary(request, _job(store, session, name), settings.home, notice=error.message)
+        return _summary(request, store, session, _job(store, session, name), settings.home, notice=error.message)
     session.refresh(job)
     if request.headers.get("hx-request") != "true":
-        return Response(status_code=303, headers={"Location": f"/console/jobs/{job.name}"})
-    return _summary(request, job, settings.home, notice="Stop requested.")
+        return redirect(f"/console/jobs/{job.name}")
+    return _summary(request, store, session, job, settings.home, notice="Stop requested.")
+
+
+def _confirm_delete(request: Request, store, session, job: Job, home, problem: str | None = None, status_code: int = 200) -> Response:
+    folder = JobFolder(home, job.id)
+    refusal = control.deletion_refusal(store, session, job)
+    consequences = ["The job leaves the list, and its name can be used again.",
+                    f"Its folder goes, with the data fetched for it, its checkpoints and events: {folder.root} (and its log, {folder.log}).",
+                    f"Its data and what it wrote to its output location stay: {job.spec.output_uri}."]
+    return render(request, "confirm_delete.html", status_code=status_code, kind="job", name=job.name, consequences=consequences,
+                  blocked=refusal.message if refusal else None, problem=problem, action=f"/console/jobs/{job.name}/delete",
+                  back=f"/console/jobs/{job.name}")
+
+
+@router.get("/jobs/{name}/delete")
+def confirm_job_delete(request: Request, name: str, settings: SettingsDep, store: StoreDep, session: SessionDep) -> Response:
+    return _confirm_delete(request, store, session, _job(store, session, name), settings.home)
+
+
+@router.post("/jobs/{name}/delete")
+def delete_job(request: Request, name: str, settings: SettingsDep, store: StoreDep, session: SessionDep) -> Response:
+    job = _job(store, session, name)
+    try:
+        control.delete_job(store, session, settings.home, job)
+    except ServiceError as error:
+        session.rollback()
+        return _confirm_delete(request, store, session, _job(store, session, name), settings.home, error.message, status_code=400)
+    return redirect(f"/console/jobs?deleted={job.name}")
 
 
 def not_found(request: Request) -> Response:

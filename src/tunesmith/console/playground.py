@@ -3,7 +3,8 @@
 The browser posts a ConverseRequest plus ``modelId``; the answer comes back as server-sent
 events (``delta`` pieces, then ``done`` with the stop reason and token counts, or ``error``)
 from :func:`tunesmith.inference.model_cache.stream`, the generator ConverseStream uses, on the
-runtime's own threads.
+runtime's own threads. The page (``console.js``) labels each answer with the model that gave
+it, and starts a new conversation when another model is chosen: a history is one model's.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tunesmith.api.dependencies import SessionDep, StoreDep
 from tunesmith.api.errors import describe
 from tunesmith.api.protocol import ConverseRequest, Identifier
 from tunesmith.console.html import ConsoleRoute, log, render
-from tunesmith.console.models import custom_models, deployments
+from tunesmith.console.models import deployments, listed_models
 from tunesmith.inference.answers import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, stream
 from tunesmith.inference.model_ids import resolve_model_id as model_spec
 from tunesmith.jobs.errors import ServiceError
@@ -37,7 +38,7 @@ class PlaygroundRequest(ConverseRequest):
 
 @router.get("/playground")
 def playground_page(request: Request, session: SessionDep, model: str | None = None) -> Response:
-    active = [m for m in custom_models(session) if m.status == ModelStatus.ACTIVE]
+    active = [m for m in listed_models(session) if m.status == ModelStatus.ACTIVE]
     return render(request, "playground.html", tiers=list(TIERS.values()), models=active, deployments=deployments(session),
                   chosen=model, max_tokens=DEFAULT_MAX_TOKENS, temperature=DEFAULT_TEMPERATURE)
 

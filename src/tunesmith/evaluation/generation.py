@@ -1,19 +1,25 @@
 """Batched generation with the chat template: left padding, KV cache, greedy or sampled.
 
-Inputs go to the model's device; a :class:`~tunesmith.devices.Placement` adds its autocast
+How each token is chosen beyond the model's logits lives beside this module: sampling from a
+generator of the call's own, OpenAI's penalties and logit bias (:mod:`~tunesmith.evaluation.sampling`)
+and JSON answers (:mod:`~tunesmith.evaluation.json_output`); :func:`generation_kwargs` hands
+them to ``model.generate``. Inputs go to the model's device; a :class:`~tunesmith.devices.Placement` adds its autocast
 (bf16 on a bf16-capable GPU or CPU), the same choice training makes.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from tunesmith.devices import Placement
+
+TRANSFORMERS_TOP_K = 50
+"""What ``generate(do_sample=True)`` samples among when not told: kept where ``top_k`` is unset."""
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,20 @@ class GenerationSettings:
     stop: tuple[str, ...] = ()
     """Stop sequences: generation ends once the text contains one; the text is cut before it."""
     batch_size: int = 16
-    seed: int = 0
+    seed: int | None = 0
+    """Sampling's seed: the same seed, settings and prompt give the same answer (each call draws
+    from a generator of its own, :class:`~tunesmith.evaluation.sampling.Sampling`). None: a fresh one."""
+    top_k: int | None = None
+    """Sample among the k likeliest tokens only; 0: no limit; None: transformers' default, 50."""
+    presence_penalty: float = 0.0
+    """OpenAI's: subtracted from the logit of every token already generated (-2 to 2)."""
+    frequency_penalty: float = 0.0
+    """OpenAI's: subtracted once per time a token has been generated (-2 to 2)."""
+    logit_bias: Mapping[int, float] = field(default_factory=dict)
+    """Added to the logits of these token ids (-100 bans a token, 100 all but forces it)."""
+    json_schema: Mapping[str, Any] | None = None
+    """The answer is JSON following this schema (``{"type": "object"}``: any JSON object);
+    None: free text. See :mod:`~tunesmith.evaluation.json_output`."""
 
 
 @dataclass(frozen=True)
@@ -82,17 +101,32 @@ class StopOnText:
 
 
 def generation_kwargs(tokenizer, settings: GenerationSettings, prompt_length: int) -> dict[str, Any]:
-    """``model.generate`` arguments for ``settings``: greedy at temperature 0, else sampled;
-    with stop sequences, each row ends at its first (``prompt_length``: the padded prompt's)."""
-    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
+    """``model.generate`` arguments for ``settings``: greedy at temperature 0, else sampled
+    (by :class:`~tunesmith.evaluation.sampling.Sampling`, from its own generator); penalties,
+    bias and a JSON constraint first; with stop sequences, each row ends at its first
+    (``prompt_length``: the padded prompt's)."""
+    from transformers import LogitsProcessorList
+
+    from tunesmith.evaluation.sampling import Penalties, Sampling
+
+    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "pad_token_id": tokenizer.pad_token_id,
+                              "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     if any(settings.stop):
         from transformers import StoppingCriteriaList
 
         kwargs["stopping_criteria"] = StoppingCriteriaList([StopOnText(tokenizer, [s for s in settings.stop if s], prompt_length)])
+    processors = LogitsProcessorList()
+    if settings.presence_penalty or settings.frequency_penalty or settings.logit_bias:
+        processors.append(Penalties(prompt_length, settings.presence_penalty, settings.frequency_penalty, settings.logit_bias))
+    if settings.json_schema is not None:
+        from tunesmith.evaluation.json_output import JsonConstraint
+
+        processors.append(JsonConstraint(tokenizer, prompt_length, settings.max_new_tokens, dict(settings.json_schema)))
     if settings.temperature > 0:
-        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        top_k = TRANSFORMERS_TOP_K if settings.top_k is None else settings.top_k
+        processors.append(Sampling(settings.temperature, settings.top_p, top_k, settings.seed))
+    if processors:
+        kwargs["logits_processor"] = processors
     return kwargs
 
 
@@ -110,16 +144,14 @@ def generate(
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     results: list[Completion | None] = [None] * len(prompts)
     tokenizer.padding_side = "left"
-    generator_seed = settings.seed
     model.eval()
     device = model_device(model)
     for start in range(0, len(order), settings.batch_size):
         chunk = order[start : start + settings.batch_size]
         encoded = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        if settings.temperature > 0:
-            torch.manual_seed(generator_seed + start)
+        batch = replace(settings, seed=None if settings.seed is None else settings.seed + start)
         with inference_context(placement):
-            output = model.generate(**encoded, **generation_kwargs(tokenizer, settings, encoded["input_ids"].shape[1]))
+            output = model.generate(**encoded, **generation_kwargs(tokenizer, batch, encoded["input_ids"].shape[1]))
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
         for row, index in enumerate(chunk):
             results[index] = completion_of(tokenizer, new_tokens[row], lengths[index], settings)

@@ -7,7 +7,12 @@
     OUTPUT/export.json       what was written and how the GGUF compared with the safetensors model
 
 The folder is written under a temporary name and renamed into place last. An existing OUTPUT
-is replaced only when it holds an earlier export (``export.json``).
+is replaced only when it holds an earlier export (``export.json``). Its files get the umask's
+modes (typically 0644, folders 0755), or owner-only ones with ``private``.
+
+Everything comes from the result folder: the Modelfile's ``SYSTEM`` from the manifest's record of
+the training system prompts, never from the data file, which may have moved. Only the round-trip
+check reads training prompts: from ``data``, else the manifest's (absolute) path.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from tunesmith.errors import ConfigError, TunesmithError
 from tunesmith.export.check import compare_answers, training_prompts
 from tunesmith.export.gguf_writer import check_architecture, write_gguf
 from tunesmith.export.model_card import model_card
-from tunesmith.export.modelfile import common_system_prompt, modelfile, read_chat_template
+from tunesmith.export.modelfile import modelfile, read_chat_template, trained_system_prompt
 from tunesmith.export.run_folder import RunFolder
 from tunesmith.files import file_sha256, staged_folder
+from tunesmith.models.registry import result_inside
+from tunesmith.training.examples import read_records, system_prompts
 
 FORMATS = ("gguf",)
 QUANTIZE = ("f16", "q8_0")
@@ -40,7 +47,8 @@ class ExportConfig:
     """Everything ``tunesmith export`` needs; checks live in ``__post_init__``."""
 
     run: Path
-    """A result folder of ``tunesmith train`` (manifest.json, model/ and/or adapter/)."""
+    """A result folder of ``tunesmith train`` (manifest.json, model/ and/or adapter/), or a folder
+    holding exactly one (the quickstart's); then ``run`` becomes that one and ``found_in`` the folder given."""
     format: str = "gguf"
     """Only GGUF (llama.cpp, Ollama) so far."""
     quantize: str = "f16"
@@ -51,9 +59,20 @@ class ExportConfig:
     """Greedy answers to this many training prompts, GGUF against safetensors; 0 skips."""
     name: str | None = None
     """The model's name in the GGUF and the model card; default: the run folder's name."""
+    data: Path | None = None
+    """Conversations for the check; default: the training data at the path the manifest records."""
+    private: bool = False
+    """Owner-only modes (0600 files, 0700 folders) instead of the umask's."""
+    found_in: Path | None = None
+    """Set when ``run`` was a folder holding the result rather than the result itself."""
 
     def __post_init__(self) -> None:
         self.run = Path(self.run)
+        inner = result_inside(self.run)
+        if inner is not None:
+            self.found_in, self.run = self.run, inner
+        if self.data is not None and not Path(self.data).is_file():
+            raise ConfigError(f"--data {self.data}: no such file")
         if self.format not in FORMATS:
             raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
         if self.quantize not in QUANTIZE:
@@ -79,13 +98,14 @@ def export_run(config: ExportConfig) -> dict[str, Any]:
     _check_output(output)
     model, tokenizer, merged_from = run.load_merged()
     model = model.to(getattr(torch, run.dtype_name))
-    with staged_folder(output) as staging:
+    data = _check_data(config, run)
+    prompts = _system_prompts(run, data)
+    with staged_folder(output, config.private) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         summary = write_gguf(model, tokenizer, staging / "model.gguf", config.quantize, config.name)
         template = read_chat_template(tokenizer)
-        data = Path(run.manifest.get("data", {}).get("training", {}).get("path", ""))
-        system = common_system_prompt(data) if run.manifest.get("kind") == "fine-tuning" else None
+        system = trained_system_prompt(prompts, template, fine_tuned=run.manifest.get("kind") == "fine-tuning")
         (staging / "Modelfile").write_text(modelfile(template, system))
         record: dict[str, Any] = {
             "run": str(config.run), "output": str(output), "format": config.format, "quantize": config.quantize,
@@ -97,7 +117,9 @@ def export_run(config: ExportConfig) -> dict[str, Any]:
                 "preTokenizer": summary.pre_tokenizer,
             },
             "chatTemplate": "chatml" if template.is_chatml else "other (Modelfile has no TEMPLATE)",
-            "systemPrompt": system or template.default_system,
+            "systemPrompt": system.text,
+            "systemPromptSource": system.why,
+            "trainedSystemPrompts": prompts,
             "check": _check(config, run, data, (model, tokenizer), staging / "model.gguf"),
         }
         (staging / "README.md").write_text(model_card(run.manifest, record, config.name))
@@ -105,11 +127,36 @@ def export_run(config: ExportConfig) -> dict[str, Any]:
     return record
 
 
-def _check(config: ExportConfig, run: RunFolder, data: Path, reference, gguf: Path) -> dict[str, Any] | None:
+def _training(run: RunFolder) -> dict[str, Any]:
+    return run.manifest.get("data", {}).get("training", {})
+
+
+def _check_data(config: ExportConfig, run: RunFolder) -> Path | None:
+    """``--data``, else the training data where the manifest says it was (older manifests hold the
+    path relative to the folder training ran in; it is tried from here)."""
+    if config.data is not None:
+        return Path(config.data)
+    recorded = _training(run).get("path")
+    return Path(recorded) if recorded else None
+
+
+def _system_prompts(run: RunFolder, data: Path | None) -> dict[str, Any] | None:
+    """The manifest's record of the training system prompts. A manifest from before they were
+    recorded has none; then a data file whose sha256 is the manifest's is the training data itself."""
+    training = _training(run)
+    if "systemPrompts" in training:
+        return training["systemPrompts"]
+    if run.manifest.get("kind") == "fine-tuning" and data is not None and data.is_file() and file_sha256(data) == training.get("sha256"):
+        return system_prompts(read_records(data))
+    return None
+
+
+def _check(config: ExportConfig, run: RunFolder, data: Path | None, reference, gguf: Path) -> dict[str, Any] | None:
     if config.check == 0:
         return None
     if run.manifest.get("kind") != "fine-tuning":
         return {"skipped": "the run trained on plain text: there are no prompts to answer"}
-    if not data.is_file():
-        return {"skipped": f"the training data {data} is no longer there"}
-    return compare_answers(reference, gguf, training_prompts(data, config.check)).as_dict()
+    if data is None or not data.is_file():
+        return {"skipped": f"the training data {data} is not there; pass --data with a conversations file to check against"}
+    result = compare_answers(reference, gguf, training_prompts(data, config.check)).as_dict()
+    return {**result, "data": str(data.resolve()), "trainingData": file_sha256(data) == _training(run).get("sha256")}

@@ -54,6 +54,12 @@ def _check(record: dict[str, Any]) -> str:
     )
 
 
+def _system_prompt(record: dict[str, Any]) -> str:
+    if record.get("systemPrompt") is None:
+        return f"The Modelfile sets no `SYSTEM`: {record['systemPromptSource']}."
+    return f"The Modelfile's `SYSTEM` ({record['systemPromptSource']}):\n\n```text\n{record['systemPrompt']}\n```"
+
+
 def model_card(manifest: dict[str, Any], record: dict[str, Any], name: str) -> str:
     base = manifest.get("baseModelId") or manifest.get("model")
     return f"""---
@@ -74,6 +80,10 @@ by `tunesmith export` to safetensors ({record["dtype"]}) and GGUF ({record["quan
 ## Results
 
 {_results(manifest)}
+
+## System prompt
+
+{_system_prompt(record)}
 
 ## Files
 

@@ -5,17 +5,20 @@ Modelfile must say the same thing in Go. We do not translate Jinja: we render a 
 conversations with the model's template and check that they are exactly ChatML
 (``<|im_start|>role\\ncontent<|im_end|>\\n`` per message, then ``<|im_start|>assistant\\n``),
 optionally with a default system prompt when the conversation has none (SmolLM2's
-template does that). Then :data:`CHATML_GO_TEMPLATE` renders the same prompts, and the
-default system prompt becomes ``SYSTEM``. Any other template gets no ``TEMPLATE`` line:
-Ollama then picks one from the GGUF's ``tokenizer.chat_template``, and the export says so.
+template does that). Then :data:`CHATML_GO_TEMPLATE` renders the same prompts. Any other
+template gets no ``TEMPLATE`` line: Ollama then picks one from the GGUF's
+``tokenizer.chat_template``, and the export says so.
+
+``SYSTEM`` is the system prompt the model was trained with, as the run's manifest records it
+(:func:`trained_system_prompt`): the one every training record had, or the template's default
+when no record had one (training rendered that default in). When the records had several, or
+the manifest does not say, the Modelfile sets none and a comment says why: the base model's
+default would silently undo a fine-tune trained with another prompt.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
-from tunesmith.training.examples import chat_messages, read_records
 
 CHATML_GO_TEMPLATE = (
     "{{- range .Messages }}<|im_start|>{{ .Role }}\n"
@@ -68,32 +71,53 @@ def read_chat_template(tokenizer) -> ChatTemplate:
     return ChatTemplate(same, default if same else None)
 
 
-def common_system_prompt(data: Path) -> str | None:
-    """The system prompt every training record has, if they all have the same one (and the file is still there)."""
-    if not data.is_file():
-        return None
-    prompts = set()
-    for record in read_records(data):
-        messages = chat_messages(record) if "messages" in record else []
-        prompts.add(messages[0]["content"] if messages and messages[0]["role"] == "system" else None)
-        if len(prompts) > 1:
-            return None
-    return prompts.pop() if prompts else None
+@dataclass(frozen=True)
+class SystemPrompt:
+    text: str | None
+    """The Modelfile's ``SYSTEM``; None: no SYSTEM line."""
+    why: str
+    """Where it comes from, or why there is none (a comment in the Modelfile, and export.json)."""
+
+
+def trained_system_prompt(prompts: dict | None, template: ChatTemplate, fine_tuned: bool = True) -> SystemPrompt:
+    """The ``SYSTEM`` for a model trained with ``prompts`` (the manifest's ``data.training.systemPrompts``,
+    :func:`~tunesmith.training.examples.system_prompts`; None when the manifest does not record them)."""
+    if not fine_tuned:
+        if template.default_system:
+            return SystemPrompt(template.default_system, "trained on plain text: the chat template's default system prompt")
+        return SystemPrompt(None, "trained on plain text, and the chat template has no default system prompt")
+    if prompts is None:
+        return SystemPrompt(None, "the run's manifest does not record the system prompt it trained with "
+                                  "(an earlier tunesmith; pass --data with the training file to read it there); add SYSTEM yourself")
+    distinct, unlisted = prompts.get("distinct", []), prompts.get("unlisted", 0)
+    if len(distinct) != 1 or unlisted:
+        count = f"more than {len(distinct)}" if unlisted else str(len(distinct))
+        return SystemPrompt(None, f"the training records had {count} different system prompts (export.json lists them); "
+                                  "send the one each conversation needs")
+    text = distinct[0]["text"]
+    if text is None and template.default_system:
+        return SystemPrompt(template.default_system, "no training record had a system prompt, so the chat template's default stood in while training")
+    if text is None:
+        return SystemPrompt(None, "no training record had a system prompt")
+    if '"""' in text:
+        return SystemPrompt(None, 'the training system prompt holds """, which a Modelfile string cannot; send it with each conversation')
+    return SystemPrompt(text, "every training record had this system prompt")
 
 
 def _quoted(text: str) -> str:
     return f'"""{text}"""'
 
 
-def modelfile(template: ChatTemplate, system: str | None, gguf_name: str = "model.gguf") -> str:
-    """The Modelfile text. ``system``: the training data's common system prompt, else the template's default."""
+def modelfile(template: ChatTemplate, system: SystemPrompt, gguf_name: str = "model.gguf") -> str:
+    """The Modelfile text."""
     lines = [f"FROM ./{gguf_name}", ""]
     if template.is_chatml:
         lines.append(f"TEMPLATE {_quoted(CHATML_GO_TEMPLATE)}")
         lines += [f'PARAMETER stop "{stop}"' for stop in CHATML_STOPS]
     else:
         lines.append("# No TEMPLATE: the chat template is not ChatML; Ollama takes it from the GGUF's tokenizer.chat_template.")
-    system = system or template.default_system
-    if system and '"""' not in system:  # a Modelfile string cannot hold triple quotes
-        lines.append(f"SYSTEM {_quoted(system)}")
+    if system.text is None:
+        lines.append(f"# No SYSTEM: {system.why}.")
+    else:
+        lines += [f"# SYSTEM: {system.why}.", f"SYSTEM {_quoted(system.text)}"]
     return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
+from tunesmith.models.registry import result_inside
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 """The manifest's ``precision`` -> the torch dtype the merged weights are saved in."""
@@ -30,12 +31,15 @@ class RunFolder:
 
     @classmethod
     def open(cls, path: Path) -> RunFolder:
+        """The result in ``path``, or in the one result folder ``path`` holds (:func:`result_inside`)."""
         path = Path(path)
-        manifest_path = path / "manifest.json"
         if not path.is_dir():
             raise NotAResultError(f"{path}: no such folder; give the --output folder of a finished `tunesmith train`")
+        path = result_inside(path) or path
+        manifest_path = path / "manifest.json"
         if not manifest_path.is_file():
-            raise NotAResultError(f"{path}: not a tunesmith result folder (no manifest.json); give the --output folder of a finished `tunesmith train`")
+            raise NotAResultError(f"{path}: not a tunesmith result folder (no manifest.json), nor a folder holding one; "
+                                  "give the --output folder of a finished `tunesmith train`")
         try:
             manifest = json.loads(manifest_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

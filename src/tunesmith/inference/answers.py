@@ -33,6 +33,7 @@ def complete(loaded: LoadedModel, chat: list[dict[str, str]], settings: Generati
     started = time.perf_counter()
     with loaded.lock:
         [completion] = generate(loaded.model, loaded.tokenizer, [chat], settings, placement=loaded.placement)
+    loaded.answered(completion.output_tokens)
     return completion, int((time.perf_counter() - started) * 1000)
 
 
@@ -83,4 +84,5 @@ def stream(loaded: LoadedModel, chat: list[dict[str, str]], settings: Generation
     completion = completion_of(tokenizer, result["output"][0, prompt_length:], prompt_length, settings)
     if len(completion.text) > sent:
         yield "delta", completion.text[sent:]
+    loaded.answered(completion.output_tokens)
     yield "done", (completion.stop_reason, completion.input_tokens, completion.output_tokens)

@@ -26,3 +26,12 @@ def foundation_model_arn(base_model_id: str) -> str:
 
 def deployment_arn(deployment_id: str) -> str:
     return f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model-deployment/{deployment_id}"
+
+
+def import_job_arn(job_id: str) -> str:
+    return f"arn:aws:bedrock:{REGION}:{ACCOUNT}:model-import-job/{job_id}"
+
+
+def imported_model_arn(model_id: str) -> str:
+    """An imported model's ARN, as GetModelImportJob's ``importedModelArn`` has it; Converse takes it as ``modelId``."""
+    return f"arn:aws:bedrock:{REGION}:{ACCOUNT}:imported-model/{model_id}"

@@ -1,14 +1,17 @@
-"""What a client asks of the job service: create a job, stop one.
+"""What a client asks of the job service: create a job, stop one, delete one that has ended.
 
 The API's routes (CreateModelCustomizationJob, StopModelCustomizationJob) and the console's
 forms both call these, so both get the same checks, conflicts and idempotency. They take a
 :class:`~tunesmith.jobs.spec.JobSpec` already parsed at the edge and raise the service's
-errors (:mod:`tunesmith.jobs.errors`); each commits its own change.
+errors (:mod:`tunesmith.jobs.errors`); each commits its own change. Bedrock has no operation
+that deletes a job: only the console's Delete calls :func:`delete_job`.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from tunesmith.jobs import arns, lifecycle
 from tunesmith.jobs.device_pool import DevicePool
-from tunesmith.jobs.errors import ConflictException, ValidationException
+from tunesmith.jobs.errors import ConflictException, ServiceError, ValidationException
+from tunesmith.jobs.layout import JobFolder
 from tunesmith.jobs.settings import ServiceSettings
 from tunesmith.jobs.spec import JobSpec
 from tunesmith.jobs.store import Job, JobStore, new_id, utcnow
@@ -68,6 +72,33 @@ def stop_job(session: Session, job: Job) -> None:
     session.commit()
     log.info("job %s: stop requested; %s", job.name,
              "stopped" if job.status == JobStatus.STOPPED else "its worker stops at the next micro-batch")
+
+
+def delete_job(store: JobStore, session: Session, home: Path, job: Job) -> None:
+    """Forget a job that has ended and remove its folder under the service home (``HOME/jobs/ID``:
+    the data fetched for it, its checkpoints and events) and its log. Its data and what it wrote
+    to its output location stay: they are the client's. Raises :func:`deletion_refusal`'s error,
+    with nothing deleted, when the job cannot go yet."""
+    refusal = deletion_refusal(store, session, job)
+    if refusal is not None:
+        raise refusal
+    folder = JobFolder(home, job.id)
+    session.delete(job)
+    session.commit()
+    shutil.rmtree(folder.root, ignore_errors=True)
+    folder.log.unlink(missing_ok=True)
+    log.info("job %s deleted, and its folder %s", job.name, folder.root)
+
+
+def deletion_refusal(store: JobStore, session: Session, job: Job) -> ServiceError | None:
+    """Why ``job`` cannot be deleted now, or None: it is still active (stop it first), or the custom
+    model it made still exists (the model's weights are in the job's folder: delete the model first)."""
+    if job.status in ACTIVE_JOB_STATUSES:
+        return ValidationException(f"job {job.name} is {job.status}: stop it first; only a job that has ended can be deleted")
+    if job.output_model_arn and store.model(session, job.output_model_arn) is not None:
+        return ConflictException(f"job {job.name} made the custom model {job.output_model_name}, whose weights are in the "
+                                 "job's folder: delete the model first")
+    return None
 
 
 def _conflict(store: JobStore, session: Session, spec: JobSpec) -> Job | None:

@@ -1,4 +1,4 @@
-"""Jobs and custom models, persisted with SQLAlchemy.
+"""Jobs, custom models, deployments and model imports, persisted with SQLAlchemy.
 
 The embedded default is SQLite in WAL mode under the service home (the API process and its
 worker processes share it); PostgreSQL (``pip install 'tunesmith[postgres]'``, a
@@ -23,7 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from tunesmith.errors import TunesmithError
 from tunesmith.jobs.logs import safe_database_url
 from tunesmith.kinds import CustomizationKind
-from tunesmith.statuses import ACTIVE_JOB_STATUSES, DeploymentStatus, JobStatus, ModelStatus
+from tunesmith.statuses import ACTIVE_JOB_STATUSES, DeploymentStatus, ImportJobStatus, JobStatus, ModelStatus
 
 if TYPE_CHECKING:
     from tunesmith.jobs.spec import JobSpec
@@ -153,6 +153,29 @@ class Deployment(Base):
     modified: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ModelImport(Base):
+    """A model import job (CreateModelImportJob): a result folder registered as a custom model
+    (:mod:`tunesmith.jobs.imports`). The model is a :class:`CustomModel` whose ``job_arn`` is this one's."""
+
+    __tablename__ = "model_imports"
+    __table_args__ = (Index("ix_model_imports_created_id", "created", "id"),)  # List pages
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    arn: Mapped[str] = mapped_column(String(1011), unique=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    client_token: Mapped[str | None] = mapped_column(String(256), unique=True, nullable=True)
+    model_name: Mapped[str] = mapped_column(String(63))
+    model_arn: Mapped[str | None] = mapped_column(String(1011), nullable=True)
+    role_arn: Mapped[str] = mapped_column(String(2048))
+    source_uri: Mapped[str] = mapped_column(Text)
+    """``modelDataSource.s3DataSource.s3Uri`` as sent: a local path, file:// or s3:// URI."""
+    status: Mapped[ImportJobStatus] = mapped_column(StoredEnum(ImportJobStatus, 16))
+    failure_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    modified: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:  # SQLite drops the zone
         return value.replace(tzinfo=dt.UTC)
@@ -162,9 +185,11 @@ def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
 @event.listens_for(Job, "load")
 @event.listens_for(CustomModel, "load")
 @event.listens_for(Deployment, "load")
+@event.listens_for(ModelImport, "load")
 @event.listens_for(Job, "refresh")
 @event.listens_for(CustomModel, "refresh")
 @event.listens_for(Deployment, "refresh")
+@event.listens_for(ModelImport, "refresh")
 def _restore_zones(target: Any, context: Any, attributes: Any = None) -> None:
     for name in ("created", "modified", "ended", "lease_expires"):
         if hasattr(target, name) and name in target.__dict__:  # loaded (a refresh may load only some)
@@ -229,6 +254,10 @@ class JobStore:
     def deployment(self, session: Session, identifier: str) -> Deployment | None:
         column = Deployment.arn if identifier.startswith("arn:") else Deployment.name
         return session.scalar(select(Deployment).where(column == identifier))
+
+    def model_import(self, session: Session, identifier: str) -> ModelImport | None:
+        column = ModelImport.arn if identifier.startswith("arn:") else ModelImport.name
+        return session.scalar(select(ModelImport).where(column == identifier))
 
 
 def _reason(exc: BaseException) -> str:

@@ -2,7 +2,8 @@
 
 A model can be named by: a tier (``micro``, ``lite``, ``pro``) or a hosted id
 (``amazon.nova-micro-v1:0:128k``); a name from the configuration file; a tunesmith result
-folder (it holds ``manifest.json`` and ``model/``); a local HF folder (``config.json``); a
+folder (it holds ``manifest.json`` and ``model/``), or a folder holding exactly one (the
+quickstart's folder holds ``micro-lora/``); a local HF folder (``config.json``); a
 ``.gguf`` file; or a hub id, used only where a hub is reachable.
 """
 
@@ -83,6 +84,25 @@ class ModelSource:
         }[self.kind]
 
 
+class SeveralResultsError(ModelUnavailableError):
+    """A folder that holds several result folders, where one was expected."""
+
+
+def result_inside(folder: Path) -> Path | None:
+    """The one result folder (``manifest.json``) directly inside ``folder``, when ``folder`` is
+    not a result or model folder itself: ``tunesmith-quickstart/`` gives its ``micro-lora/``.
+    None when ``folder`` is a result (or model) itself or holds none; SeveralResultsError when it
+    holds more than one, naming them."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir() or (folder / "manifest.json").is_file() or (folder / "config.json").is_file():
+        return None
+    found = sorted(child for child in folder.iterdir() if child.is_dir() and (child / "manifest.json").is_file())
+    if len(found) > 1:
+        raise SeveralResultsError(f"{folder} holds {len(found)} results ({', '.join(p.name for p in found)}): "
+                                  f"name one, e.g. {found[0]}")
+    return found[0] if found else None
+
+
 def _from_entry(entry: ConfiguredModel, tier: ModelTier) -> ModelSource:
     location = entry.source
     path = Path(location).expanduser()
@@ -128,6 +148,7 @@ def resolve_model(spec: str) -> ModelSource:
         entry = configured[spec]
         return _from_entry(entry, ModelTier.custom(spec, entry.effective_batch_size or 16))
     path = Path(spec).expanduser()
+    path = result_inside(path) or path
     if (path / "manifest.json").is_file() and (path / "model").is_dir():
         manifest = json.loads((path / "manifest.json").read_text())
         tier_name = manifest.get("tier", "micro")

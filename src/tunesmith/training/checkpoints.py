@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tunesmith.errors import TunesmithError
+from tunesmith.files import set_modes
 
 PREFIX = "step-"
 
@@ -80,6 +81,7 @@ def save_checkpoint(
         ranks = rng_of_ranks or [capture_rng()]
         rng = {**ranks[0], "ranks": ranks}
         (staging / "state.json").write_text(json.dumps({**state, "step": step, "rng": rng}))
+        set_modes(staging)  # mkdtemp's 0700 and safetensors' 0600: a result folder follows the umask
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)

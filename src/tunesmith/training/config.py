@@ -123,6 +123,8 @@ class TrainConfig:
     shard: bool = setting(False, help="Full fine-tuning with parameters, gradients and optimizer state split over the ranks (FSDP); needs --nproc 2+.")
     quantize: Quantize = setting("none", help="QLoRA: LoRA over a base quantized to 4 or 8 bits by bitsandbytes (CUDA only).")
     resume: bool = setting(False, help="Continue the run in the output folder from its last checkpoint.")
+    private: bool = setting(False, help="Make the result folder readable by you alone (0700, files 0600). "
+                            "Default: the umask's modes (typically 0755 and 0644).")
     max_grad_norm: float = 1.0
     merge: bool = True
     """Write a merged model (base + adapter) that plain transformers loads."""

@@ -61,6 +61,29 @@ def chat_messages(record: dict[str, Any]) -> list[dict[str, str]]:
     return messages
 
 
+MAX_SYSTEM_PROMPTS = 8
+"""The distinct system prompts :func:`system_prompts` lists; a dataset with more has no one prompt to name."""
+
+
+def system_prompts(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The distinct system prompts of conversation records, as training rendered them (blocks joined
+    as :func:`chat_messages` joins them), in order of first use: ``{"distinct": [{"text", "records"}],
+    "unlisted": N}``. ``text`` None stands for records without one (the chat template's default, if it
+    has one, stood in while training). At most :data:`MAX_SYSTEM_PROMPTS` are listed; ``unlisted``
+    counts the records whose prompt is not."""
+    counts: dict[str | None, int] = {}
+    unlisted = 0
+    for record in records:
+        text = "\n".join(block["text"] for block in record.get("system", [])) or None
+        if text in counts:
+            counts[text] += 1
+        elif len(counts) < MAX_SYSTEM_PROMPTS:
+            counts[text] = 1
+        else:
+            unlisted += 1
+    return {"distinct": [{"text": text, "records": n} for text, n in counts.items()], "unlisted": unlisted}
+
+
 def _render(tokenizer, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 

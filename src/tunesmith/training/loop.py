@@ -97,6 +97,8 @@ class TrainingRun:
         self.warnings: list[str] = []
         self._stop_requested = False
         self._checkpointed_step: int | None = None
+        self.finished_early: str | None = None
+        """Why the run ended before its last planned step, when :meth:`finish` ended it."""
 
     # -- setup ------------------------------------------------------------------------------
     def check_inputs(self) -> tuple[ValidationReport, ModelSource]:
@@ -118,6 +120,8 @@ class TrainingRun:
             raise OutputError(f"{output} already holds a training run: pass --resume to continue it, or choose another --output")
         try:
             output.mkdir(parents=True, exist_ok=True)
+            if self.config.private and self.world.is_main:
+                output.chmod(0o700)  # closed from the start; write_results makes what it holds owner-only
             if self.world.is_main:  # one prober: ranks would race on the probe file
                 probe = output / ".write-test"
                 probe.write_text("")
@@ -305,7 +309,7 @@ class TrainingRun:
         n, dup, size = len(self.train_data.examples), config.duplication, self.plan.effective_batch_size
         epoch_batches: dict[int, list[list[int]]] = {}
         with stop_on_signals(self.request_stop, enabled=not self.world.distributed):
-            while state.step < self.total_steps and not self.watch.should_stop:
+            while state.step < self.total_steps and not self.watch.should_stop and self.finished_early is None:
                 started = time.perf_counter()
                 tokens_before = state.tokens
                 epoch, index = divmod(state.step, self.steps_per_epoch)
@@ -391,6 +395,13 @@ class TrainingRun:
                                rng_of_ranks, weights, optimizer_state, protect=self.watch.best_step)
         self.metrics.event("checkpoint", step=state.step, path=str(path))
         return path
+
+    def finish(self, reason: str) -> None:
+        """End training after the step just completed as a finished run (for ``on_step``, which
+        runs between steps): unlike a stop, no step is thrown away and the results are written
+        from the current weights; the manifest's result gives ``reason`` as ``finishedEarly``.
+        Under torchrun every rank must call it after the same step."""
+        self.finished_early = reason
 
     def request_stop(self) -> None:
         """Stop before the next micro-batch, as ``stop()`` returning True does (for other threads)."""

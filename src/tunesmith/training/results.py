@@ -3,7 +3,8 @@
     OUTPUT/adapter/            the LoRA adapter in PEFT format (LoRA runs only)
     OUTPUT/model/              a full model in HF safetensors format, with its tokenizer:
                                base + adapter merged, so plain transformers loads it
-    OUTPUT/manifest.json       what was trained, on what, how, and how it went
+    OUTPUT/manifest.json       what was trained, on what, how, and how it went (the data by absolute
+                               path and sha256, and its system prompts, so export needs only this folder)
     OUTPUT/loss_curve.png      training and validation loss per optimizer step
     OUTPUT/training_artifacts/, validation_artifacts/, events.jsonl   (written while training)
 """
@@ -17,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith import __version__
-from tunesmith.files import file_sha256
+from tunesmith.datasets import DatasetKind
+from tunesmith.files import file_sha256, set_modes
 from tunesmith.models.loading import load_model
 from tunesmith.training.estimate import estimate_vs_actual
+from tunesmith.training.examples import read_records, system_prompts
 from tunesmith.training.loop import TrainingRun
 from tunesmith.training.memory import peak_memory_mb
 from tunesmith.training.plot import plot_loss
@@ -36,7 +39,8 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _replace_folder(staging: Path, final: Path) -> None:
+def _replace_folder(staging: Path, final: Path, private: bool) -> None:
+    set_modes(staging, private)  # safetensors writes 0600 files whatever the umask
     if final.exists():
         shutil.rmtree(final)
     staging.rename(final)
@@ -62,6 +66,16 @@ def _model_spec(spec: str) -> str:
     return str(path.resolve()) if path.exists() else spec
 
 
+def _training_data(data: Path, kind: DatasetKind, records: int) -> dict[str, Any]:
+    """The manifest's ``data.training``: an absolute path (export runs from any folder), the
+    sha256 that says whether a file there is still the same, and, for conversations, the
+    system prompts trained with (``tunesmith export`` writes the Modelfile's SYSTEM from them)."""
+    entry: dict[str, Any] = {"path": str(data.resolve()), "sha256": file_sha256(data), "records": records}
+    if kind is DatasetKind.FINE_TUNING:
+        entry["systemPrompts"] = system_prompts(read_records(data))
+    return entry
+
+
 def write_results(run: TrainingRun) -> dict[str, Any]:
     """Save the model(s) and the manifest; returns the manifest."""
     config, output = run.config, run.config.output
@@ -73,7 +87,7 @@ def write_results(run: TrainingRun) -> dict[str, Any]:
         model.save_pretrained(staging)
         name_base_model(staging, run.source.public_id())
         run.tokenizer.save_pretrained(staging)
-        _replace_folder(staging, output / "adapter")
+        _replace_folder(staging, output / "adapter", config.private)
         if config.merge and run.frozen_dtype is not None:  # the base trained in low precision: merge into the fp32 original
             from peft import PeftModel
 
@@ -84,7 +98,7 @@ def write_results(run: TrainingRun) -> dict[str, Any]:
         shutil.rmtree(staging, ignore_errors=True)
         model.save_pretrained(staging, safe_serialization=True)
         run.tokenizer.save_pretrained(staging)
-        _replace_folder(staging, output / "model")
+        _replace_folder(staging, output / "model", config.private)
     training_rows, validation_rows = run.metrics.training_rows, run.metrics.validation_rows
     hp = config.hyperparameters
     manifest = {
@@ -107,9 +121,9 @@ def write_results(run: TrainingRun) -> dict[str, Any]:
         "worldSize": run.world.size,
         "quantize": config.quantize,
         "data": {
-            "training": {"path": str(config.data), "sha256": file_sha256(config.data), "records": run.report.training.records},
+            "training": _training_data(config.data, config.kind, run.report.training.records),
             "validation": [
-                {"path": str(p), "sha256": file_sha256(p), "records": s.records}
+                {"path": str(p.resolve()), "sha256": file_sha256(p), "records": s.records}
                 for p, s in zip(config.validation, run.report.validation)
             ],
             "trainingTokens": run.train_data.tokens,
@@ -131,6 +145,8 @@ def write_results(run: TrainingRun) -> dict[str, Any]:
     manifest["estimate"] = estimate_vs_actual(output, manifest["result"])  # written before training, if it was
     (output / "manifest.json").write_text(json.dumps(manifest, indent=2))
     plot_loss(training_rows, validation_rows, output / "loss_curve.png", f"{run.source.name} {config.method} ({config.kind.value})")
+    if config.private:
+        set_modes(output, private=True)
     run.metrics.event("end", **manifest["result"])
     return manifest
 
@@ -143,6 +159,7 @@ def run_summary(run: TrainingRun) -> dict[str, Any]:
         "steps": state.step,
         "totalSteps": run.total_steps,
         "earlyStopped": run.watch.should_stop,
+        "finishedEarly": run.finished_early,
         "tokens": state.tokens,
         "paddingFraction": round(state.padded_tokens / positions, 4) if positions else 0.0,
         "sharedPrefixTokens": state.shared_tokens,

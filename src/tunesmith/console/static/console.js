@@ -3,12 +3,43 @@
 "use strict";
 
 // --- Loss chart (job page) -------------------------------------------------------------------
+// Steps are whole numbers: the x axis ticks only on integers, and a run of one step gets an axis
+// around its step (uPlot would otherwise pad a single value with fractional ticks).
+const STEP_INCREMENTS = [1, 2, 5];
+
+function stepRange(plot, min, max) {
+  const steps = plot.data[0];
+  if (steps.length === 1) return [steps[0] - 0.5, steps[0] + 0.5];  // uPlot hands a lone value over padded by 1
+  if (min === null || max === null) return [0, 1];
+  return [min, max];
+}
+
+function stepTicks(min, max, room) {
+  if (!Number.isFinite(min) || !Number.isFinite(max)) return [];
+  let increment = 1;
+  for (let scale = 1; scale < 1e12; scale *= 10) {
+    const fits = STEP_INCREMENTS.map((n) => n * scale).find((n) => (max - min) / n <= room);
+    if (fits) { increment = fits; break; }
+  }
+  const ticks = [];
+  for (let tick = Math.ceil(min / increment) * increment; tick <= max; tick += increment) ticks.push(tick);
+  return ticks;
+}
+
 function lossChart(element) {
   let plot = null;
   const options = () => ({
     width: Math.max(320, element.clientWidth - 16), height: 300,
-    scales: { x: { time: false } },
-    axes: [{ label: "step" }, { label: "loss" }],
+    scales: { x: { time: false, range: stepRange } },
+    axes: [
+      { label: "step", values: (u, ticks) => ticks.map(String),
+        splits: (u, axis, min, max) => {
+          const ticks = stepTicks(min, max, Math.max(1, Math.floor(u.width / 70)));
+          element.dataset.ticks = ticks.join(",");  // what the axis shows, for tests
+          return ticks;
+        } },
+      { label: "loss" },
+    ],
     series: [
       { label: "step" },
       { label: "training loss", stroke: "#2f5fd0", width: 2, spanGaps: true },
@@ -47,30 +78,38 @@ document.addEventListener("click", (event) => {
     const input = document.getElementById("hp-" + key);
     if (input) input.value = value;
   }
-  htmx.trigger("#advice", "change");
+  const duplication = document.getElementById("duplication-factor");
+  duplication.value = button.dataset.duplication;
+  duplication.dispatchEvent(new Event("change", { bubbles: true }));  // its fieldset's change asks for the advice again
 });
 
 // --- Playground ------------------------------------------------------------------------------
+// Each answer is labelled with the model that gave it; choosing another model starts a new
+// conversation (the history so far was another model's).
 function playground(form) {
   const transcript = document.getElementById("transcript");
   const status = document.getElementById("chat-status");
+  const chooser = document.getElementById("chat-model");
   let history = [];
 
-  function turn(role, text) {
+  function turn(role, text, who) {
     const div = document.createElement("div");
     div.className = "turn " + role;
-    const who = document.createElement("span");
-    who.className = "who";
-    who.textContent = role === "user" ? "You" : "Model";
+    const label = document.createElement("span");
+    label.className = "who";
+    label.textContent = who;
     const body = document.createElement("span");
     body.className = "text";
     body.textContent = text;
-    div.append(who, body);
+    div.append(label, body);
     transcript.append(div);
     return div;
   }
 
-  document.getElementById("chat-clear").addEventListener("click", () => { history = []; transcript.textContent = ""; status.textContent = ""; });
+  function reset(message) { history = []; transcript.textContent = ""; status.textContent = message; }
+
+  document.getElementById("chat-clear").addEventListener("click", () => reset(""));
+  chooser.addEventListener("change", () => reset(`New conversation with ${chooser.value}.`));
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -79,15 +118,17 @@ function playground(form) {
     if (!text) return;
     const send = document.getElementById("chat-send");
     send.disabled = true;
-    turn("user", text);
+    const model = chooser.value;
+    turn("user", text, "You");
     history.push({ role: "user", content: [{ text }] });
     message.value = "";
-    const answer = turn("assistant", "");
+    const answer = turn("assistant", "", model);
+    answer.dataset.model = model;
     const body = answer.querySelector(".text");
     answer.dataset.state = "streaming";
     status.textContent = "Generating…";
     const request = {
-      modelId: document.getElementById("chat-model").value, messages: history,
+      modelId: model, messages: history,
       inferenceConfig: { maxTokens: Number(document.getElementById("chat-max-tokens").value),
                          temperature: Number(document.getElementById("chat-temperature").value) },
     };
