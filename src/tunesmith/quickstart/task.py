@@ -1,9 +1,12 @@
 """The quickstart's task: turn a customer message into a JSON ticket.
 
-Narrow, deterministic and checkable: the answer is computed by code from the message
-(the order id it quotes, and the issue category its wording implies), so exact match is a
-fair score. A base instruct model answers in prose or guesses the format; a fine-tuned
-one learns the exact JSON.
+Narrow, deterministic and checkable: the answer is computed by code from the message (the
+order id it quotes, and which of five issue words it uses), so exact match is a fair score.
+The base instruct model answers in prose or in a JSON of its own; the fine-tuned one learns
+the exact ticket. The task is built to be learned in few optimizer steps, so that the
+quickstart can train on a laptop CPU in a few minutes: short messages, each naming its issue
+by one plain word, and the ticket laid out as ``json.dumps(..., indent=2)``, the layout the
+base model already leans to when it writes JSON.
 """
 
 from __future__ import annotations
@@ -12,39 +15,33 @@ import json
 import random
 from collections.abc import Iterator
 
-SYSTEM = "Turn the customer's message into a JSON ticket with the order id and the issue category."
+SYSTEM = "Write the ticket as JSON with the keys order and issue."
+"""Short on purpose: without a system prompt SmolLM2's chat template inserts its own, longer one."""
 
 ISSUES = {
-    "damaged": ["arrived with the {part} cracked", "came broken", "was smashed in the box", "has a dented {part}",
-                "arrived damaged", "showed up with a shattered {part}"],
-    "late": ["still hasn't arrived", "is late", "was due last week and never came", "is stuck in transit",
-             "hasn't been delivered yet", "is taking forever to arrive"],
-    "wrong_item": ["is the wrong size", "came in the wrong color", "is not what I ordered",
-                   "turned out to be a different model", "had the wrong item inside"],
-    "refund": ["should be refunded to my card", "needs a refund please", "- I want my money back",
-               "must be refunded, I returned it", "has to be refunded"],
-    "cancel": ["should be cancelled", "- please cancel it", "is no longer needed, cancel it",
-               "must be cancelled before it ships", "- I changed my mind, cancel it"],
+    "broken": ["arrived broken", "is broken", "came broken", "was broken"],
+    "late": ["is late", "arrived late", "came late", "was late"],
+    "wrong": ["is the wrong size", "is the wrong color", "is the wrong model", "is wrong"],
+    "return": ["- I want to return it", "- I'd like to return it", "- I need to return it", "- please let me return it"],
+    "cancel": ["- I want to cancel", "- I'd like to cancel", "- I need to cancel", "- please cancel"],
 }
+"""Five issue categories, each named by a word its messages use (one token, as the answer spells it too)."""
 PRODUCTS = ["lamp", "kettle", "backpack", "monitor", "chair", "blender", "jacket", "phone case", "desk",
             "headphones", "toaster", "rug", "mirror", "speaker", "bike helmet"]
-PARTS = ["screen", "lid", "handle", "corner", "base", "cover"]
 TEMPLATES = [
-    "Hi, my {product} (order {order}) {issue}.",
     "Order {order}: the {product} {issue}.",
-    "Hello! The {product} from order {order} {issue}. Thanks",
-    "My order {order} {issue}. It was a {product}.",
-    "Re order {order} - {product} {issue}!",
-    "The {product} I bought, order {order}, {issue}.",
+    "My {product} (order {order}) {issue}.",
+    "The {product} from order {order} {issue}.",
+    "Re order {order}, {product} {issue}.",
 ]
 
 
 def make_example(rng: random.Random) -> tuple[str, str]:
     category = rng.choice(sorted(ISSUES))
     order = f"{rng.choice('ABCDEFGHJKMNPQRSTUVWXYZ')}{rng.randint(1000, 9999)}"
-    issue = rng.choice(ISSUES[category]).format(part=rng.choice(PARTS))
+    issue = rng.choice(ISSUES[category])
     message = rng.choice(TEMPLATES).format(product=rng.choice(PRODUCTS), order=order, issue=issue)
-    answer = json.dumps({"order": order, "issue": category})
+    answer = json.dumps({"order": order, "issue": category}, indent=2)
     return message, answer
 
 
@@ -59,11 +56,11 @@ def record(message: str, answer: str, system: str = SYSTEM) -> dict:
     }
 
 
-def make_splits(train: int, test: int, seed: int = 7) -> tuple[list[dict], list[dict]]:
-    """Disjoint train and test splits: no test message occurs in training."""
+def make_splits(*sizes: int, seed: int = 7) -> list[list[dict]]:
+    """Disjoint splits of the given sizes (training, validation, test, ...): no message occurs
+    in two of them, nor twice in one."""
     rng = random.Random(seed)
     seen: set[str] = set()
-    out: list[dict] = []
 
     def fresh() -> Iterator[dict]:
         while True:
@@ -73,5 +70,4 @@ def make_splits(train: int, test: int, seed: int = 7) -> tuple[list[dict], list[
                 yield record(message, answer)
 
     source = fresh()
-    out = [next(source) for _ in range(train + test)]
-    return out[:train], out[train:]
+    return [[next(source) for _ in range(size)] for size in sizes]
