@@ -79,5 +79,26 @@ def _convert(gguf: Path, out: Path) -> None:
     model.config.quantization_config = None
     if hasattr(model.config, "__dict__"):
         model.config.__dict__.pop("quantization_config", None)
+    _restore_special_tokens(tokenizer, gguf)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+
+
+SPECIAL_TOKEN_FIELDS = {"bos_token": "bos_token_id", "eos_token": "eos_token_id", "pad_token": "padding_token_id",
+                        "unk_token": "unknown_token_id"}
+"""The tokenizer's special tokens and the GGUF fields (``tokenizer.ggml.*``) that name their ids."""
+
+
+def _restore_special_tokens(tokenizer, gguf: Path) -> None:
+    """Set the special tokens transformers' GGUF reader left unset from the file's own
+    ``tokenizer.ggml.*_token_id`` fields (it drops them for some GPT-2-style vocabularies,
+    and a tokenizer without an end token would generate to the length limit)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(gguf)
+    for attribute, key in SPECIAL_TOKEN_FIELDS.items():
+        field = reader.fields.get(f"tokenizer.ggml.{key}")
+        if getattr(tokenizer, attribute) is None and field is not None:
+            token = tokenizer.convert_ids_to_tokens(int(field.parts[field.data[0]][0]))
+            if token is not None:
+                setattr(tokenizer, attribute, token)
