@@ -410,3 +410,20 @@ def test_result_folders_follow_the_umask_unless_private(tiny_model, tmp_path, um
                              hyperparameters=Hyperparameters(1, 1e-4, 0), precision="fp32", private=private)
         finetune(config)
         assert modes(config.output) == expected, name  # adapter/, model/ and checkpoints/ included
+
+
+def test_an_exported_gguf_loaded_through_the_registry_keeps_its_special_tokens(f16_export, tmp_path, monkeypatch):
+    """transformers' GGUF reader can drop the special tokens of an exported vocabulary; the
+    registry's conversion restores them from the file's ``tokenizer.ggml.*_token_id`` fields, so
+    the reloaded model stops at its end token and batches pad (evaluation needs a pad id)."""
+    from gguf import GGUFReader
+
+    from tunesmith.models.loading import load_tokenizer
+    from tunesmith.models.registry import resolve_model
+
+    monkeypatch.setenv("TUNESMITH_HOME", str(tmp_path / "home"))
+    path = Path(f16_export["output"]) / f16_export["gguf"]["file"]
+    field = GGUFReader(path).fields["tokenizer.ggml.eos_token_id"]
+    tokenizer = load_tokenizer(resolve_model(str(path)))
+    assert tokenizer.eos_token_id == int(field.parts[field.data[0]][0])
+    assert tokenizer.pad_token_id is not None
