@@ -170,3 +170,53 @@ def test_the_rule_needs_the_run_and_a_check_reports_its_records() -> None:
     check = Check(step=4, correct=31, scored=32, records=32, seconds=0.5)
     assert check.complete and check.exact_match == pytest.approx(31 / 32)
     assert Check(step=4, correct=0, scored=8, records=32, seconds=0.1).exact_match == 0.0
+
+
+# -- the report -------------------------------------------------------------------------------------
+def test_the_report_says_where_and_why_training_ended(tmp_path) -> None:
+    from tunesmith.advisor import recommend
+    from tunesmith.evaluation.evaluate import Evaluation
+    from tunesmith.quickstart.advice import against_defaults
+    from tunesmith.quickstart.run import QuickstartResult, write_report
+    from tunesmith.tiers import MICRO
+
+    advice = recommend(1000, MICRO)
+    (tmp_path / "micro-lora").mkdir()
+    (tmp_path / "micro-lora" / "loss_curve.png").write_bytes(b"png")
+    checks = [Check(1, 0, 8, 32, 0.6), Check(2, 31, 32, 32, 2.5)]
+    ending = "stopped at step 2 of 80: validation exact match 97% (31 of 32 held-out validation records) reached the target of 95%"
+    result = QuickstartResult(
+        tmp_path, advice, against_defaults(advice), advice.plan, Evaluation("micro", 50, 0.9, 0.0, 0.29),
+        Evaluation("micro-lora", 50, 0.03, 0.98, 0.995), 2, checks, checks[-1], ending, 14.0, 3.1, 60.0,
+    )
+    report = write_report(result, tmp_path / "micro-lora").read_text()
+    assert f"Trained with exactly the advised hyperparameters; {ending}." in report
+    assert "| 1 | 0 of the first 8: target out of reach |" in report and "| 2 | 31 of 32 (97%) |" in report
+    assert "| learningRate | 1e-05 | 0.0001 |" in report
+    assert "| fine-tuned micro (step 2) | 98% |" in report and "Exact match gained +98 points" in report
+    assert (tmp_path / "loss_curve.png").read_bytes() == b"png"
+
+
+# -- on the real micro model ------------------------------------------------------------------------------
+@pytest.mark.real_model
+def test_base_micro_answers_no_validation_record_and_the_check_agrees_with_generation() -> None:
+    from tunesmith.devices import place
+    from tunesmith.evaluation.evaluate import score_predictions
+    from tunesmith.evaluation.generation import generate
+    from tunesmith.models.loading import load_model, load_tokenizer
+    from tunesmith.models.registry import resolve_model
+    from tunesmith.quickstart.run import GENERATION, VALIDATION_RECORDS
+    from tunesmith.quickstart.task import make_splits
+    from tunesmith.training.examples import chat_messages
+
+    _, validation, _ = make_splits(1000, VALIDATION_RECORDS, 50)  # the quickstart's own validation split
+    records = validation[:16]
+    source = resolve_model("micro")
+    model, tokenizer = load_model(source), load_tokenizer(source)
+    placement = place("cpu", "auto")
+    rule = TrainUntilLearned.of_records(records, tokenizer)
+    assert max(e.targets.count(True) for e in rule.examples) < GENERATION.max_new_tokens  # ticket and end token fit
+    reproduced = answers_reproduced(model, rule.examples, tokenizer.pad_token_id, placement)
+    completions = generate(model, tokenizer, [chat_messages(r)[:-1] for r in records], GENERATION, placement=placement)
+    exact, _, items = score_predictions([chat_messages(r)[-1]["content"] for r in records], [c.text for c in completions])
+    assert reproduced == [e for e, _ in items] and exact == 0

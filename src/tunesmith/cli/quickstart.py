@@ -32,8 +32,10 @@ def print_against_defaults(compared: AgainstDefaults) -> None:
 @click.option("--output", default="tunesmith-quickstart", show_default=True, type=click.Path(path_type=str), help="Where to write data, model and report.")
 @device_option
 def quickstart(output: str, device: str) -> None:
-    """Build a small task, fine-tune micro with the advised hyperparameters until it has learned
-    the task, compare with the base model."""
+    """Build a small task, fine-tune micro with the advised hyperparameters, compare with the base model.
+
+    Training ends once the model has learned the task (95% of 32 validation answers exactly
+    right), at the latest after the advised plan's last step."""
     from tunesmith.cli.evaluate import comparison_table  # these load torch: only when the command runs
     from tunesmith.quickstart.run import run_quickstart
 

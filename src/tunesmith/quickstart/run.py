@@ -28,6 +28,7 @@ from tunesmith.quickstart.advice import AgainstDefaults, against_defaults, plan_
 from tunesmith.quickstart.target import Check, Target, TrainUntilLearned
 from tunesmith.quickstart.task import make_splits
 from tunesmith.training import StepInfo, TrainConfig, TrainingRun, finetune
+from tunesmith.training.examples import read_records
 
 TRAIN_RECORDS = 1_000
 """At 1,000 records the advisor gives 5 epochs and no duplication: 80 steps of 64 (the guide's rule as
@@ -36,11 +37,11 @@ VALIDATION_RECORDS = 32
 """Scored after every step to decide when the task is learned (never the test records)."""
 TEST_RECORDS = 50
 TARGET = Target(exact_match=0.95)
-"""At most one of the 32 validation answers wrong. Measured on a 2-core AMD EPYC (bf16): reached
-at step 16 of 80, where the test split scored 98%; all 32 right took 3 steps more."""
+"""At most one of the 32 validation answers wrong. Measured on a 2-core AMD EPYC: reached at step
+16 of 80 in bf16 (14 in fp32), where the test split scored 98%; all 32 right took 3 steps more."""
 GENERATION = GenerationSettings(max_new_tokens=24, batch_size=TEST_RECORDS)
-"""The longest ticket is 21 tokens and its end token one more; the whole test split in one batch
-(on the 2-core CPU, a batch of 50 took 4.1 s where two of 25 took 4.9 s)."""
+"""Every ticket is 21 tokens, its end token one more; the whole test split in one batch (on that
+CPU a batch of 50 took 4.1 s, two of 25 took 4.9 s)."""
 
 
 @dataclass
@@ -74,10 +75,6 @@ def write_dataset(folder: Path) -> tuple[Path, Path, Path]:
     for path, records in zip(paths, splits):
         path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return paths
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def run_quickstart(
@@ -115,7 +112,7 @@ def run_quickstart(
         hyperparameters_sent=advice.hyperparameters.to_wire(), duplication=advice.plan.duplication_factor, method="lora",
         device=device,
     )
-    until = TrainUntilLearned.of_records(read_jsonl(validation_path), tokenizer, target=TARGET)
+    until = TrainUntilLearned.of_records(list(read_records(validation_path)), tokenizer, target=TARGET)
 
     def announce(run: TrainingRun) -> None:
         until.on_start(run)
@@ -185,7 +182,7 @@ def write_report(result: QuickstartResult, run_folder: Path) -> Path:
         "",
         "## Training",
         "",
-        f"With exactly the advised hyperparameters: {result.ending}. Training took {result.train_seconds:.0f} s "
+        f"Trained with exactly the advised hyperparameters; {result.ending}. Training took {result.train_seconds:.0f} s "
         f"and the validation checks {result.check_seconds:.0f} s.",
         "",
         "| after step | validation records right |",
