@@ -117,3 +117,35 @@ def test_bf16_lora_keeps_the_frozen_base_in_bf16_and_nothing_else(tmp_path, tiny
     low = {name for name, dtype in seen.items() if dtype == torch.bfloat16}
     assert low and all(".base_layer." in name for name in low)
     assert all(seen[name] == torch.float32 for name in seen if "lora_" in name or "norm" in name or "embed" in name)
+
+
+def test_on_cuda_the_default_micro_batch_comes_from_the_devices_free_memory(monkeypatch):
+    """Not from the peer's CPU footprint: an H200's free memory gives a micro-batch as large as
+    the GPU cap, a small GPU's a small one, and the reason names the device."""
+    from types import SimpleNamespace
+
+    model = tiny_llama(layers=24, hidden=512)
+    gpu = SimpleNamespace(device=torch.device("cuda", 0), precision="bf16")
+    held = 300 * 2**20
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: held)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (130 * 2**30, 140 * 2**30))
+    large = fit_micro_batch(model, gpu, [100, 110, 120], False, None, None)
+    assert large.tokens == MAX_MICRO_BATCH_TOKENS["cuda"]
+    assert "90% of the 130.0 GB free on NVIDIA H200" in large.reason and "capped at 65,536" in large.reason
+    peer = MemoryModel.of(model, "bf16", 120, False, runtime=False).peer_peak(16, 120)
+    assert large.budget_mb > 10 * peer / 2**20  # the old default: the peer's footprint
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * 2**30, 8 * 2**30))
+    small = fit_micro_batch(model, gpu, [100, 110, 120], False, None, None)
+    memory = MemoryModel.of(model, "bf16", 120, False, runtime=False)
+    assert 120 <= small.tokens < MAX_MICRO_BATCH_TOKENS["cuda"]
+    assert memory.peak(small.tokens) <= held + 0.9 * 2 * 2**30
+    assert "2.0 GB free" in small.reason and "capped" not in small.reason
+    assert "--max-memory 4 GB" in fit_micro_batch(model, gpu, [100], False, 4.0, None).reason  # the flag still wins
+    assert fit_micro_batch(model, gpu, [100], False, None, 777).reason == "--micro-batch-tokens 777"
+
+
+def test_the_cpu_default_still_follows_the_peer():
+    size = fit_micro_batch(tiny_llama(), place("cpu", "fp32"), [50, 60], False, None, None)
+    assert "transformers.Trainer would take" in size.reason

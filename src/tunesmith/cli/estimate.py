@@ -46,7 +46,7 @@ NO_OUTPUT = Path(".")
 @click.option("--advised", is_flag=True, help="Use the advisor's hyperparameters and duplication for this dataset and tier.")
 @config_options(TrainConfig, ["duplication", "method", "kind"], flags={"duplication": "--duplicate"})
 @config_options(LoraSettings, ["rank", "alpha", "dropout"], prefix="lora")
-@config_options(TrainConfig, ["max_length", "max_memory", "micro_batch_tokens", "share_prefixes", "seed", "eval_every", "device",
+@config_options(TrainConfig, ["max_length", "max_memory", "micro_batch_tokens", "share_prefixes", "packing", "seed", "eval_every", "device",
                                "precision", "quantize"])
 @click.option("--recalibrate", is_flag=True, help="Measure this machine again instead of using the cached calibration.")
 @json_option
@@ -114,6 +114,8 @@ def print_estimate(estimate: Estimate) -> None:
         ["tokens", f"{estimate.tokens:,} trained ({estimate.dataset_tokens:,} in {estimate.records:,} records)"],
         ["token positions", f"{estimate.computed_positions:,} computed in {estimate.micro_batches:,} micro-batches of up to "
                             f"{estimate.micro_batch_tokens:,}"],
+        ["micro-batch size", estimate.micro_batch_reason],
+        ["batching", estimate.batching],
         ["training time", f"about {duration(estimate.training_seconds)}"],
         ["validation time", f"about {duration(estimate.validation_seconds)}" if estimate.validation_seconds else "-"],
         ["peak memory", f"about {estimate.peak_memory_mb:,.0f} MB ({memory})"],

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # importing the loop loads torch: only when the command runs
 @click.option("--advised", is_flag=True, help="Use the advisor's hyperparameters and duplication for this dataset and tier.")
 @config_options(TrainConfig, ["duplication", "method", "kind"], flags={"duplication": "--duplicate"})
 @config_options(LoraSettings, ["rank", "alpha", "dropout"], prefix="lora")
-@config_options(TrainConfig, ["max_length", "max_memory", "micro_batch_tokens", "share_prefixes", "seed", "save_every", "eval_every", "early_stopping_patience", "keep_checkpoints", "device",
+@config_options(TrainConfig, ["max_length", "max_memory", "micro_batch_tokens", "share_prefixes", "packing", "seed", "save_every", "eval_every", "early_stopping_patience", "keep_checkpoints", "device",
                                "precision", "shard", "quantize", "resume", "private"])
 @click.option("--nproc", type=click.IntRange(1, 1024), default=1, show_default=True,
               help="Data-parallel ranks on this machine, started by torchrun (gloo on CPU, NCCL on CUDA).")

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 @config_options(TuneConfig, ["trials", "holdout", "max_duplication", "reduction_factor", "max_new_tokens", "endpoint", "parallel"])
 @config_options(TrainConfig, ["method"])
 @config_options(LoraSettings, ["rank", "alpha", "dropout"], prefix="lora")
-@config_options(TrainConfig, ["max_length", "micro_batch_tokens", "max_memory", "share_prefixes", "device", "precision"])
+@config_options(TrainConfig, ["max_length", "micro_batch_tokens", "max_memory", "share_prefixes", "packing", "device", "precision"])
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the held-out split, the sampler and the runs (the same for every trial).")
 @click.option("--eval-every", type=click.IntRange(1), metavar="STEPS",

@@ -49,12 +49,9 @@ from tunesmith.files import atomic_write_text
 from tunesmith.models.config import home
 from tunesmith.models.gguf_cache import MICRO_SHA256
 from tunesmith.models.registry import ModelSource
-from tunesmith.training import batches
 from tunesmith.training.config import TrainConfig
 from tunesmith.training.examples import read_records
 from tunesmith.training.loop import TrainingRun
-from tunesmith.training.prefixes import prefix_groups
-from tunesmith.training.shared_loss import computed_positions
 
 CACHE_VERSION = 1
 SAMPLE_RECORDS = 512
@@ -118,12 +115,7 @@ def head_share(model) -> float:
 def micro_batch_work(run: TrainingRun, group: list[int]) -> tuple[int, int]:
     """Token positions the loop computes for this micro-batch of ``run`` (as ``micro_batch_pass``
     counts them) and its target tokens."""
-    examples = run.train_data.examples
-    if run.share_prefixes:
-        positions = computed_positions(examples, prefix_groups(run.token_ids, group))
-    else:
-        positions = batches.padded_positions(examples, group)
-    return positions, sum(examples[i].target_count for i in group)
+    return run.computed_positions(group), sum(run.train_data.examples[i].target_count for i in group)
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -263,11 +255,12 @@ def device_name(device: torch.device) -> str:
 
 def calibration_key(config: TrainConfig, placement: Placement, source: ModelSource) -> dict[str, str]:
     """Everything a calibration's rates depend on, readable (it is stored beside them)."""
-    shared = config.share_prefixes if config.share_prefixes is not None else placement.device.type == "cpu"
+    packed = config.packing if config.packing is not None else placement.device.type == "cuda"
+    shared = (config.share_prefixes if config.share_prefixes is not None else placement.device.type == "cpu") and not packed
     return {
         "model": source.name, "modelFiles": model_identity(source), "device": f"{placement.device.type}: {device_name(placement.device)}",
         "threads": str(torch.get_num_threads()), "precision": placement.precision, "method": config.method,
-        "quantize": config.quantize, "sharePrefixes": str(shared), "torch": torch.__version__, "tunesmith": __version__,
+        "quantize": config.quantize, "sharePrefixes": str(shared), "packing": str(packed), "torch": torch.__version__, "tunesmith": __version__,
     }
 
 

@@ -108,6 +108,12 @@ class TrainConfig:
     under the default memory budget with a 90%-shared prompt it packed more records per micro-batch and trained
     1.20-1.24x faster at a third of the GPU memory. GPUs train each record in full unless asked
     (``benchmarks/gpu_shared_prefix.py``)."""
+    packing: bool | None = setting(
+        None, help="Pack each micro-batch's records into one row without padding (attention kept inside each "
+        "record, rows padded at the tail to a few fixed sizes). Default: on CUDA, not on the CPU.")
+    """Same loss and gradients up to float rounding (``training/packing.py``); the attention kernel is chosen
+    by measurement (``training/packed_attention.py``). On the CPU the padded, length-grouped micro-batches with
+    shared prefixes cost less: its attention kernels compute every pair of positions of a packed row."""
     seed: int = setting(0, help="Seeds the initial adapter weights, the shuffles and dropout.")
     save_every: int | None = setting(None, minimum=1, help="Also checkpoint every N optimizer steps (always at each epoch end).")
     keep_checkpoints: int = setting(2, minimum=1, help="Checkpoints kept on disk; older ones are deleted.")
@@ -145,5 +151,9 @@ class TrainConfig:
         check_settings(self)
         if self.early_stopping_patience is not None and not self.validation:
             raise ConfigError("early_stopping_patience needs validation data (--validation): it watches the validation loss")
+        if self.packing and self.share_prefixes:
+            raise ConfigError("packing and share_prefixes are two ways to batch records: choose one (--no-share-prefixes or --no-packing)")
+        if self.packing and self.shard:
+            raise ConfigError("packing does not work with --shard yet: FSDP trains padded micro-batches (--no-packing)")
         if self.early_stopping_patience is not None and self.shard:
             raise ConfigError("early_stopping_patience does not work with --shard yet: drop one of them")

@@ -62,6 +62,10 @@ class Estimate:
     micro_batches: int
     steps: int
     micro_batch_tokens: int
+    micro_batch_reason: str
+    """Why that size (device memory, --max-memory, the peer's footprint, or the flag)."""
+    batching: str
+    """How records share a micro-batch: packed (and with which attention), shared prefixes, or padded."""
     training_seconds: float
     """The optimizer steps, as the manifest's ``wallSeconds`` counts them."""
     validation_seconds: float
@@ -78,7 +82,8 @@ class Estimate:
         return {
             "model": self.model, "device": self.device, "precision": self.precision, "records": self.records,
             "datasetTokens": self.dataset_tokens, "tokens": self.tokens, "computedPositions": self.computed_positions,
-            "microBatches": self.micro_batches, "microBatchTokens": self.micro_batch_tokens, "steps": self.steps,
+            "microBatches": self.micro_batches, "microBatchTokens": self.micro_batch_tokens,
+            "microBatchReason": self.micro_batch_reason, "batching": self.batching, "steps": self.steps,
             "trainingSeconds": round(self.training_seconds, 3), "validationSeconds": round(self.validation_seconds, 3),
             "seconds": round(self.seconds, 3), "peakMemoryMB": self.peak_memory_mb,
             "calibration": {**self.calibration.as_dict(), "cached": self.cached},
@@ -112,6 +117,7 @@ def estimate_from_run(run: TrainingRun, calibration: Calibration, cached: bool) 
         model=run.source.name, device=str(run.placement.device), precision=run.placement.precision, records=len(examples),
         dataset_tokens=run.train_data.tokens, tokens=run.train_data.tokens * config.duplication * plan.hyperparameters.epoch_count,
         computed_positions=positions, micro_batches=micro_batches, steps=plan.total_steps, micro_batch_tokens=run.micro_batch.tokens,
+        micro_batch_reason=run.micro_batch.reason, batching=run.batching,
         training_seconds=training, validation_seconds=validation, peak_memory_mb=float(run.micro_batch.estimated_peak_mb),
         calibration=calibration, cached=cached,
     )

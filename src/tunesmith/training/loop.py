@@ -3,7 +3,9 @@
 Features and their trade-offs:
 - Effective batch = the tier's (64 micro, 16 lite, 32 pro), reached by gradient
   accumulation over length-grouped micro-batches sized to a memory budget (``memory.py``).
-- Records of a micro-batch that begin alike compute that prefix once (``shared_loss.py``).
+- Records of a micro-batch that begin alike compute that prefix once (``shared_loss.py``), the
+  CPU's default; on CUDA a micro-batch's records are packed into one row without padding
+  (``packing.py``), with the attention kernel chosen by measurement (``packed_attention.py``).
 - Loss on target tokens only (assistant turns, or every token for pre-training), averaged
   over the targets of the whole optimizer step; logits computed only at those positions.
 - The guide's warmup (``schedule.WarmupSchedule``), then the set learning rate.
@@ -41,7 +43,7 @@ from tunesmith.datasets import DataError, ValidationReport, validate_dataset
 from tunesmith.errors import TunesmithError
 from tunesmith.models.loading import load_model, load_tokenizer
 from tunesmith.models.registry import ModelSource, resolve_model
-from tunesmith.training import batches, distributed
+from tunesmith.training import batches, distributed, packing
 from tunesmith.training.attention import choose_attention
 from tunesmith.training.checkpoints import (
     capture_rng,
@@ -60,6 +62,7 @@ from tunesmith.training.frozen import store_frozen_linears_in
 from tunesmith.training.loss import dataset_loss
 from tunesmith.training.memory import fit_micro_batch
 from tunesmith.training.metrics import MetricsWriter
+from tunesmith.training.packed_attention import BOUNDARY_IMPLEMENTATIONS, choose_packed_attention
 from tunesmith.training.prefixes import prefix_groups
 from tunesmith.training.quantization import check_quantization, load_quantized
 from tunesmith.training.schedule import WarmupSchedule
@@ -164,11 +167,15 @@ class TrainingRun:
         model.train()
         self.model = model
         self.trainable = [p for p in model.parameters() if p.requires_grad]
+        on_cuda = self.placement.device.type == "cuda"
+        self.packing = (config.packing if config.packing is not None else on_cuda) and not config.shard
         wanted = config.share_prefixes if config.share_prefixes is not None else self.placement.device.type == "cpu"
-        self.share_prefixes = wanted and not config.shard and supports_shared_prefix(model)
+        self.share_prefixes = wanted and not self.packing and not config.shard and supports_shared_prefix(model)
         if not config.shard:
             self.world.broadcast_parameters(self.trainable)
-        self.optimizer = torch.optim.AdamW(self.trainable, lr=config.hyperparameters.learning_rate, weight_decay=0.0)
+        # Fused AdamW: one kernel for every parameter's update on a GPU rather than a few per tensor.
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=config.hyperparameters.learning_rate, weight_decay=0.0,
+                                           fused=on_cuda or None)
         self.scaler = torch.amp.GradScaler(self.placement.device.type) if self.placement.needs_grad_scaler else None
         self.schedule = WarmupSchedule(config.hyperparameters.learning_rate, config.hyperparameters.learning_rate_warmup_steps)
         self.micro_batch = fit_micro_batch(
@@ -176,6 +183,9 @@ class TrainingRun:
             config.max_memory, config.micro_batch_tokens,
         )
         self.warnings = [*self.placement.warnings, *self.warnings, *filter(None, [self.micro_batch.warning])]
+        self.attention_seconds: dict[str, float | None] = {}
+        if self.packing and on_cuda:
+            self.attention, self.attention_seconds = self._choose_packed_attention()
         self.metrics = MetricsWriter(config.output, enabled=self.world.is_main)
         checkpoint = latest_checkpoint(config.output) if config.resume else None
         self.watch = ValidationWatch(config.early_stopping_patience)
@@ -193,9 +203,30 @@ class TrainingRun:
         self.metrics.event(
             "start", resumed_from=self.state.step, total_steps=self.total_steps, model=self.source.name, warnings=self.warnings,
             **self.placement.describe(), world_size=self.world.size, attention=self.attention,
-            micro_batch_tokens=self.micro_batch.tokens, memory_budget_mb=self.micro_batch.budget_mb,
-            estimated_peak_mb=self.micro_batch.estimated_peak_mb, shared_prefixes=self.share_prefixes,
+            micro_batch_tokens=self.micro_batch.tokens, micro_batch_reason=self.micro_batch.reason,
+            memory_budget_mb=self.micro_batch.budget_mb, estimated_peak_mb=self.micro_batch.estimated_peak_mb,
+            shared_prefixes=self.share_prefixes, packing=self.packing,
+            attention_seconds={k: None if v is None else round(v, 5) for k, v in self.attention_seconds.items()},
         )
+
+    def _choose_packed_attention(self) -> tuple[str, dict[str, float | None]]:
+        """The fastest packed-attention kernel on this device, timed on the run's first micro-batch
+        (weights, gradients and RNG left as they were)."""
+        first = batches.step_batches(len(self.train_data.examples), self.config.duplication,
+                                     self.plan.effective_batch_size, 0, self.config.seed)[0]
+        group = self.micro_batches_of(first)[0]
+        rng = capture_rng()
+
+        def step() -> None:
+            with self.placement.autocast():
+                loss, _, _ = self.micro_batch_forward(group)
+            loss.backward()
+            self.optimizer.zero_grad(set_to_none=True)
+
+        try:
+            return choose_packed_attention(self.model, self.placement.device, self.placement.precision, step)
+        finally:
+            restore_rng(rng)
 
     def _plan(self) -> TrainingPlan:
         """The plan over the records that will train, and every warning about them."""
@@ -247,7 +278,7 @@ class TrainingRun:
         rng = capture_rng()
         for param_group in self.optimizer.param_groups:
             param_group["lr"] = lr
-        loss_sum, tokens, padded, shared, sharded = 0.0, 0, 0, 0, self.config.shard
+        step_loss, tokens, padded, shared, sharded = None, 0, 0, 0, self.config.shard
         for round_ in range(rounds):
             if world.any(self._stop_now(), device):
                 self.optimizer.zero_grad(set_to_none=True)
@@ -261,14 +292,15 @@ class TrainingRun:
             if sharded:
                 self.model.set_requires_gradient_sync(round_ == rounds - 1)  # reduce-scatter once, after the last
             with self.placement.autocast():
-                loss, computed, saved = micro_batch_pass(self.model, examples, self.token_ids, group, self.tokenizer.pad_token_id,
-                                                         device, self.share_prefixes, whole_model=sharded)
+                loss, computed, saved = self.micro_batch_forward(group)
             scaled = loss * weight / targets
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             if round_ < len(groups):
                 real = sum(len(examples[i]) for i in group)
-                loss_sum, tokens, padded = loss_sum + loss.item(), tokens + real, padded + computed - (real - saved)
+                step_loss = loss.detach().float() if step_loss is None else step_loss + loss.detach().float()
+                tokens, padded = tokens + real, padded + computed - (real - saved)
                 shared += saved
+        loss_sum = step_loss.item() if step_loss is not None else 0.0  # the step's one host sync
         if not sharded:
             world.sum_gradients(self.trainable)
         loss_sum, tokens, padded, shared = world.sum([loss_sum, tokens, padded, shared], device)
@@ -285,6 +317,36 @@ class TrainingRun:
         self.optimizer.zero_grad(set_to_none=True)
         return loss_sum / targets
 
+    def micro_batch_forward(self, group: list[int]) -> tuple[torch.Tensor, int, int]:
+        """The summed target loss of one micro-batch (``group``: record indices), the token
+        positions the decoder ran over, and those a shared prefix saved."""
+        examples, device, pad = self.train_data.examples, self.placement.device, self.tokenizer.pad_token_id
+        if self.packing:
+            width = packing.packed_width(examples, group, self.micro_batch.tokens, static=False)
+            row = packing.pack([examples[i] for i in group], pad, width).to(device)
+            loss, _ = packing.packed_target_loss(self.model, row, self.attention in BOUNDARY_IMPLEMENTATIONS)
+            return loss, row.width, 0
+        return micro_batch_pass(self.model, examples, self.token_ids, group, pad, device, self.share_prefixes,
+                                whole_model=self.config.shard)
+
+    @property
+    def batching(self) -> str:
+        """How records share a micro-batch, in words (the estimate and the manifest say it)."""
+        if self.packing:
+            return f"packed into one row without padding ({self.attention} attention)"
+        if self.share_prefixes:
+            return "padded to the longest record, shared prefixes computed once"
+        return "padded to the longest record, length-grouped"
+
+    def computed_positions(self, group: list[int]) -> int:
+        """Token positions :meth:`micro_batch_forward` computes for ``group`` (padding included)."""
+        examples = self.train_data.examples
+        if self.packing:
+            return packing.packed_width(examples, group, self.micro_batch.tokens, static=False)
+        if self.share_prefixes:
+            return computed_positions(examples, prefix_groups(self.token_ids, group))
+        return batches.padded_positions(examples, group)
+
     def _micro_batch_count(self, indices: list[int], rank: int) -> int:
         share = distributed.share(indices, self.train_data.examples, World(rank, self.world.size))
         return len(self.micro_batches_of(share))
@@ -292,7 +354,12 @@ class TrainingRun:
     def micro_batches_of(self, indices: list[int]) -> list[list[int]]:
         """How this run packs ``indices`` into micro-batches (the estimate counts them the same way)."""
         examples = self.train_data.examples
-        cost = (lambda group: computed_positions(examples, prefix_groups(self.token_ids, group))) if self.share_prefixes else None
+        if self.packing:  # the records' own tokens: the bucket's tail padding is not counted against the budget
+            cost = lambda group: sum(len(examples[i]) for i in group)  # noqa: E731
+        elif self.share_prefixes:
+            cost = lambda group: computed_positions(examples, prefix_groups(self.token_ids, group))  # noqa: E731
+        else:
+            cost = None
         return batches.micro_batches(indices, examples, self.micro_batch.tokens, cost)
 
     def validation_loss(self) -> float | None:

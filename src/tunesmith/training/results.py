@@ -165,6 +165,8 @@ def run_summary(run: TrainingRun) -> dict[str, Any]:
         "sharedPrefixTokens": state.shared_tokens,
         "sharedPrefixFraction": round(state.shared_tokens / state.tokens, 4) if state.tokens else 0.0,
         "microBatchTokens": run.micro_batch.tokens,
+        "microBatchReason": run.micro_batch.reason,
+        "batching": run.batching,
         "peakMemoryMB": peak_memory_mb(run.placement.device),
         "tokensPerSecond": round(state.tokens / state.elapsed_s, 1) if state.elapsed_s else None,
         "wallSeconds": round(state.elapsed_s, 1),

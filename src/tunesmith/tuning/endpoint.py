@@ -32,7 +32,7 @@ from tunesmith.tuning.study import TuneError
 
 ROLE = "arn:aws:iam::123456789012:role/tunesmith"
 """The role every job names (a tunesmith server does not assume it)."""
-NOT_SENT = ("method", "max_length", "micro_batch_tokens", "max_memory", "share_prefixes", "device", "precision")
+NOT_SENT = ("method", "max_length", "micro_batch_tokens", "max_memory", "share_prefixes", "packing", "device", "precision")
 """TrainConfig settings a job cannot carry: a server's jobs train with its own device and the defaults."""
 
 

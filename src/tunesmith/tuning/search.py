@@ -47,7 +47,7 @@ from tunesmith.tuning.study import (
 )
 from tunesmith.tuning.table import TrialRow, best_row, csv_text, trial_rows
 
-PASSED_ON = ("model", "method", "max_length", "micro_batch_tokens", "max_memory", "share_prefixes", "seed", "device", "precision")
+PASSED_ON = ("model", "method", "max_length", "micro_batch_tokens", "max_memory", "share_prefixes", "packing", "seed", "device", "precision")
 """TrainConfig settings a search passes to every trial, and to the ``tunesmith train`` command it prints."""
 
 
