@@ -9,7 +9,7 @@ Layers, top to bottom (a module may import its own layer and the ones below it):
 3. the HTTP layer: ``api``
 4. inference and the search over jobs: ``inference``, ``tuning``, ``client``
 5. the job service: ``jobs``
-6. workflows: ``quickstart``, ``distillation``, ``export``, ``evaluation``
+6. workflows: ``quickstart``, ``distillation``, ``export``, ``evaluation``, ``multi_adapter`` (jobs trained together)
 7. the engine: ``training``
 8. the domain: advisor, models, tiers, hyperparameters, data formats, the guide, statuses
 
@@ -34,7 +34,7 @@ LAYERS: list[set[str]] = [
     {"api"},
     {"inference", "tuning", "client"},
     {"jobs"},
-    {"quickstart", "distillation", "export", "evaluation"},
+    {"quickstart", "distillation", "export", "evaluation", "multi_adapter"},
     {"training"},
     {"advisor", "deviations", "models", "tiers", "hyperparameters", "datasets", "guide", "devices", "files",
      "errors", "statuses", "kinds", "__init__"},

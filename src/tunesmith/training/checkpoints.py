@@ -103,7 +103,7 @@ def checkpoint_path(output: Path, step: int) -> Path:
     return checkpoint_dir(output) / f"{PREFIX}{step:06d}"
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int = 0) -> dict[str, Any]:
+def load_checkpoint(path: Path, model: torch.nn.Module | dict[str, torch.nn.Parameter], optimizer: torch.optim.Optimizer, rank: int = 0) -> dict[str, Any]:
     """Weights, optimizer and this rank's random state from ``path``. A rank the checkpoint
     has no state for (it was saved by fewer ranks) continues from rank 0's."""
     weights, optimizer_state, state = read_checkpoint(path)
@@ -115,13 +115,14 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     return state
 
 
-def load_weights(path: Path, model: torch.nn.Module) -> None:
+def load_weights(path: Path, model: torch.nn.Module | dict[str, torch.nn.Parameter]) -> None:
     """The trainable weights of the checkpoint at ``path`` into ``model`` (nothing else)."""
     copy_weights(path, load_file(str(path / "trainable.safetensors")), model)
 
 
-def copy_weights(path: Path, weights: dict[str, torch.Tensor], model: torch.nn.Module) -> None:
-    params = dict(model.named_parameters())
+def copy_weights(path: Path, weights: dict[str, torch.Tensor], model: torch.nn.Module | dict[str, torch.nn.Parameter]) -> None:
+    """``weights`` into ``model``'s parameters of the same names (or into a name -> parameter map)."""
+    params = model if isinstance(model, dict) else dict(model.named_parameters())
     missing = [name for name in weights if name not in params]
     if missing:
         raise CheckpointError(f"{path} does not match this model (unknown parameter {missing[0]}); was it made with another --method or model?")

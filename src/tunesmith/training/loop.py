@@ -73,6 +73,19 @@ from tunesmith.training.stopping import stop_on_signals
 from tunesmith.training.validation_watch import ValidationWatch
 
 
+@dataclasses.dataclass(frozen=True)
+class StepStart:
+    """An optimizer step about to run (:meth:`TrainingRun.begin_step`)."""
+
+    step: int
+    epoch: int
+    indices: list[int]
+    lr: float
+    started: float
+    """``time.perf_counter()`` when it began."""
+    tokens_before: int
+
+
 class OutputError(TunesmithError, ValueError):
     """The output folder cannot be used as asked."""
 
@@ -102,6 +115,7 @@ class TrainingRun:
         self._checkpointed_step: int | None = None
         self.finished_early: str | None = None
         """Why the run ended before its last planned step, when :meth:`finish` ended it."""
+        self._epoch_batches: dict[int, list[list[int]]] = {}
 
     # -- setup ------------------------------------------------------------------------------
     def check_inputs(self) -> tuple[ValidationReport, ModelSource]:
@@ -133,6 +147,13 @@ class TrainingRun:
             raise OutputError(f"cannot write to {output}: {exc.strerror or exc}") from exc
 
     def setup(self) -> None:
+        """Everything before the first step: :meth:`prepare`, :meth:`build_model`, :meth:`start`."""
+        self.prepare()
+        self.build_model()
+        self.start()
+
+    def prepare(self) -> None:
+        """The data side, no model: device and precision, checked inputs, tokens and the plan."""
         config = self.config
         self.placement = distributed.placement_for(config.device, config.precision, self.world)
         check_quantization(config.quantize, self.placement, config.method)
@@ -143,6 +164,11 @@ class TrainingRun:
         self.token_ids = [e.input_ids for e in self.train_data.examples]
         self.valid_data = self._tokenize(config.validation) if config.validation else None
         self.plan = self._plan()
+
+    def build_model(self) -> None:
+        """This run's own model on its device: the base, its attention, LoRA (seeded with the
+        run's seed just before the adapters are made) and the fast paths."""
+        config = self.config
         distributed.join(self.world, self.placement.device)
         if self.placement.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.placement.device)  # the summary's peak is this run's
@@ -156,6 +182,7 @@ class TrainingRun:
                 r=config.lora.rank, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                 target_modules="all-linear", task_type="CAUSAL_LM",
             )
+            torch.manual_seed(config.seed)  # the adapters' initial weights depend on the seed alone (multi_adapter/trainer.py does the same)
             model = get_peft_model(model, lora)
         model.to(self.placement.device)
         low = self.placement.autocast_dtype if config.method == "lora" and config.quantize == "none" else None
@@ -166,11 +193,27 @@ class TrainingRun:
             shard_model(model, self.world, self.placement.device)
         model.train()
         self.model = model
-        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.named_trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
         on_cuda = self.placement.device.type == "cuda"
         self.packing = (config.packing if config.packing is not None else on_cuda) and not config.shard
         wanted = config.share_prefixes if config.share_prefixes is not None else self.placement.device.type == "cpu"
         self.share_prefixes = wanted and not self.packing and not config.shard and supports_shared_prefix(model)
+        self.micro_batch = fit_micro_batch(
+            model, self.placement, [len(e) for e in self.train_data.examples], self.attention == "eager",
+            config.max_memory, config.micro_batch_tokens,
+        )
+        self.attention_seconds: dict[str, float | None] = {}
+        if self.packing and on_cuda:
+            self.attention, self.attention_seconds = self._choose_packed_attention()
+
+    def start(self) -> None:
+        """The training state over the model :meth:`build_model` made (or one a group of jobs
+        shares, which sets ``model``, ``named_trainable``, ``attention``, ``frozen_dtype``,
+        ``packing``, ``share_prefixes``, ``micro_batch`` and ``attention_seconds`` itself): the
+        optimizer, the schedule, metrics, a resumed checkpoint, and the ``start`` event."""
+        config = self.config
+        on_cuda = self.placement.device.type == "cuda"
+        self.trainable = list(self.named_trainable.values())
         if not config.shard:
             self.world.broadcast_parameters(self.trainable)
         # Fused AdamW: one kernel for every parameter's update on a GPU rather than a few per tensor.
@@ -178,20 +221,13 @@ class TrainingRun:
                                            fused=on_cuda or None)
         self.scaler = torch.amp.GradScaler(self.placement.device.type) if self.placement.needs_grad_scaler else None
         self.schedule = WarmupSchedule(config.hyperparameters.learning_rate, config.hyperparameters.learning_rate_warmup_steps)
-        self.micro_batch = fit_micro_batch(
-            model, self.placement, [len(e) for e in self.train_data.examples], self.attention == "eager",
-            config.max_memory, config.micro_batch_tokens,
-        )
         self.warnings = [*self.placement.warnings, *self.warnings, *filter(None, [self.micro_batch.warning])]
-        self.attention_seconds: dict[str, float | None] = {}
-        if self.packing and on_cuda:
-            self.attention, self.attention_seconds = self._choose_packed_attention()
         self.metrics = MetricsWriter(config.output, enabled=self.world.is_main)
         checkpoint = latest_checkpoint(config.output) if config.resume else None
         self.watch = ValidationWatch(config.early_stopping_patience)
         if checkpoint is not None:
             load = load_sharded_checkpoint if config.shard else load_checkpoint
-            saved = load(checkpoint, self.model, self.optimizer, rank=self.world.rank)
+            saved = load(checkpoint, self.model if config.shard else self.named_trainable, self.optimizer, rank=self.world.rank)
             self.state = RunState(
                 step=saved["step"], tokens=saved["tokens"], padded_tokens=saved["padded_tokens"], shared_tokens=saved.get("shared_tokens", 0),
                 elapsed_s=saved["elapsed_s"], last_validation_loss=saved.get("last_validation_loss"),
@@ -221,7 +257,7 @@ class TrainingRun:
             with self.placement.autocast():
                 loss, _, _ = self.micro_batch_forward(group)
             loss.backward()
-            self.optimizer.zero_grad(set_to_none=True)
+            self.model.zero_grad(set_to_none=True)
 
         try:
             return choose_packed_attention(self.model, self.placement.device, self.placement.precision, step)
@@ -306,6 +342,11 @@ class TrainingRun:
         loss_sum, tokens, padded, shared = world.sum([loss_sum, tokens, padded, shared], device)
         state.tokens, state.padded_tokens = state.tokens + int(tokens), state.padded_tokens + int(padded)
         state.shared_tokens += int(shared)
+        self.apply_gradients()
+        return loss_sum / targets
+
+    def apply_gradients(self) -> None:
+        """Clip the step's summed gradients, take the optimizer step, and clear them."""
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.trainable, self.config.max_grad_norm)
@@ -315,7 +356,6 @@ class TrainingRun:
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss_sum / targets
 
     def micro_batch_forward(self, group: list[int]) -> tuple[torch.Tensor, int, int]:
         """The summed target loss of one micro-batch (``group``: record indices), the token
@@ -372,47 +412,58 @@ class TrainingRun:
 
     def train(self) -> RunState:
         """Train from the current step to the plan's last, or until a stop; returns the state."""
-        config, state = self.config, self.state
-        n, dup, size = len(self.train_data.examples), config.duplication, self.plan.effective_batch_size
-        epoch_batches: dict[int, list[list[int]]] = {}
         with stop_on_signals(self.request_stop, enabled=not self.world.distributed):
-            while state.step < self.total_steps and not self.watch.should_stop and self.finished_early is None:
-                started = time.perf_counter()
-                tokens_before = state.tokens
-                epoch, index = divmod(state.step, self.steps_per_epoch)
-                if epoch not in epoch_batches:
-                    epoch_batches = {epoch: batches.step_batches(n, dup, size, epoch, config.seed)}
-                step = state.step + 1
-                lr = self.schedule(step)
-                loss = self.optimizer_step(epoch_batches[epoch][index], lr)
+            while self.wants_step():
+                step = self.begin_step()
+                loss = self.optimizer_step(step.indices, step.lr)
                 if loss is None:
-                    self._stopped(discarded_step=step)
+                    self._stopped(discarded_step=step.step)
                     break
-                state.step = step
-                self.metrics.training(step, epoch, loss)
-                state.history["training"] = self.metrics.training_rows
-                seconds = time.perf_counter() - started
-                state.elapsed_s += seconds
-                planned = self.train_data.tokens * dup * config.hyperparameters.epoch_count
-                info = StepInfo(
-                    step, self.total_steps, epoch, loss, lr, (state.tokens - tokens_before) / seconds,
-                    state.elapsed_s, state.elapsed_s / state.tokens * max(0, planned - state.tokens),
-                )
-                self.metrics.event(
-                    "step", step=step, epoch=epoch, loss=round(loss, 6), lr=lr,
-                    tokens_per_s=round(info.tokens_per_s, 1), elapsed_s=round(state.elapsed_s, 2), eta_s=round(info.eta_s, 1),
-                )
-                info.validation_loss = self._after_step(epoch)
-                self.on_step(info)
-        if not state.stopped:
+                self.end_step(step, loss)
+        if not self.state.stopped:
             self._select_best()
-        return state
+        return self.state
+
+    def wants_step(self) -> bool:
+        """Steps are left, and neither early stopping nor :meth:`finish` ended the run."""
+        return self.state.step < self.total_steps and not self.watch.should_stop and self.finished_early is None
+
+    def begin_step(self) -> StepStart:
+        """The next optimizer step: its number, epoch, records and learning rate; its clock starts."""
+        config, state = self.config, self.state
+        epoch, index = divmod(state.step, self.steps_per_epoch)
+        if epoch not in self._epoch_batches:
+            n, size = len(self.train_data.examples), self.plan.effective_batch_size
+            self._epoch_batches = {epoch: batches.step_batches(n, config.duplication, size, epoch, config.seed)}
+        step = state.step + 1
+        return StepStart(step, epoch, self._epoch_batches[epoch][index], self.schedule(step), time.perf_counter(), state.tokens)
+
+    def end_step(self, step: StepStart, loss: float) -> None:
+        """After the optimizer step of ``step``: metrics, the ``step`` event, validation and
+        checkpoints due, then ``on_step``."""
+        config, state = self.config, self.state
+        state.step = step.step
+        self.metrics.training(step.step, step.epoch, loss)
+        state.history["training"] = self.metrics.training_rows
+        seconds = time.perf_counter() - step.started
+        state.elapsed_s += seconds
+        planned = self.train_data.tokens * config.duplication * config.hyperparameters.epoch_count
+        info = StepInfo(
+            step.step, self.total_steps, step.epoch, loss, step.lr, (state.tokens - step.tokens_before) / seconds,
+            state.elapsed_s, state.elapsed_s / state.tokens * max(0, planned - state.tokens),
+        )
+        self.metrics.event(
+            "step", step=step.step, epoch=step.epoch, loss=round(loss, 6), lr=step.lr,
+            tokens_per_s=round(info.tokens_per_s, 1), elapsed_s=round(state.elapsed_s, 2), eta_s=round(info.eta_s, 1),
+        )
+        info.validation_loss = self._after_step(step.epoch)
+        self.on_step(info)
 
     def _select_best(self) -> None:
         """With early stopping, the model becomes the best validation checkpoint's weights."""
         best = self.watch.best_step
         if best is not None and best != self.state.step:
-            load_weights(checkpoint_path(self.config.output, best), self.model)
+            load_weights(checkpoint_path(self.config.output, best), self.named_trainable)
             self.metrics.event("selected", step=best, validation_loss=round(self.watch.early.best_loss, 6))
 
     def _stopped(self, discarded_step: int) -> None:
@@ -447,9 +498,10 @@ class TrainingRun:
         """Every rank hands rank 0 its RNG state; rank 0 writes the checkpoint (returns None elsewhere)."""
         state = self.state
         rng_of_ranks = self.world.gather(capture_rng())
-        weights = optimizer_state = None
         if self.config.shard:  # every rank takes part in gathering the full tensors
             weights, optimizer_state = full_weights(self.model), full_optimizer_state(self.model, self.optimizer)
+        else:  # under the names a run of its own gives them (a job of a group trains one adapter of several)
+            weights, optimizer_state = {name: p.detach().contiguous().clone() for name, p in self.named_trainable.items()}, None
         self._checkpointed_step = state.step
         if not self.world.is_main:
             return None
