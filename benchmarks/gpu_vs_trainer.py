@@ -59,7 +59,9 @@ Printed: the device, then per dataset x model each side's tokens/s, peak memory,
 settings, the peer's sweep, then the speed ratio (tunesmith's tokens/s over the peer's best)
 and the memory ratio (tunesmith's peak over that fastest peer run's). On CUDA, or with
 ``--output``, the rows are written as JSON (``benchmarks/results/gpu/latest.json`` by
-default) with the device and the commit. ``--device cpu`` is a smoke test of the script
+default) with the device and the commit; rows the file holds from the same device for other
+dataset x model pairs are kept (each row names its commit), so runs of one pair at a time
+add up (``--model micro --data short``, ...). ``--device cpu`` is a smoke test of the script
 (``tests/test_gpu_benchmark.py``); its figures say nothing about GPUs.
 """
 
@@ -474,6 +476,21 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def earlier_rows(output: Path, device: str, rows: list[dict]) -> list[dict]:
+    """The rows ``output`` already holds from the same device for dataset x model pairs this run
+    did not measure (each row names its commit), so that runs of one pair at a time add up."""
+    if not output.is_file():
+        return []
+    try:
+        earlier = json.loads(output.read_text())
+    except json.JSONDecodeError:
+        return []
+    done = {(row["dataset"], row["model"]) for row in rows}
+    if earlier.get("device") != device:
+        return []
+    return [row for row in earlier.get("rows", []) if (row.get("dataset"), row.get("model")) not in done]
+
+
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -520,10 +537,12 @@ def main() -> None:
     print_summary(rows)
     output = args.output or (DEFAULT_OUTPUT if args.device == "cuda" else None)
     if output is not None:
+        commit = git_commit()
+        rows = earlier_rows(output, name, rows) + [{**row, "commit": commit} for row in rows]
         output.parent.mkdir(parents=True, exist_ok=True)
-        report = {"device": name, "commit": git_commit(), "memory": memory, "peak_flops": peak, "versions": found, "rows": rows}
+        report = {"device": name, "commit": commit, "memory": memory, "peak_flops": peak, "versions": found, "rows": rows}
         output.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"written: {output}")
+        print(f"written: {output} ({len(rows)} row(s))")
 
 
 if __name__ == "__main__":

@@ -76,3 +76,13 @@ def test_steps_records_and_peaks():
     assert gpu_vs_trainer.peak_flops("NVIDIA GeForce RTX 4090") is None
     assert gpu_vs_trainer.mfu(1000.0, 4e9, 989e12) == pytest.approx(4e12 / 989e12)
     assert gpu_vs_trainer.mfu(1000.0, 4e9, None) is None
+
+
+def test_rows_of_other_pairs_from_the_same_device_are_kept(tmp_path):
+    output = tmp_path / "latest.json"
+    earlier = [{"dataset": "short", "model": "micro", "commit": "a"}, {"dataset": "long-system", "model": "micro", "commit": "a"}]
+    output.write_text(json.dumps({"device": "NVIDIA H200", "rows": earlier}))
+    new = [{"dataset": "short", "model": "micro"}]
+    assert gpu_vs_trainer.earlier_rows(output, "NVIDIA H200", new) == [earlier[1]]
+    assert gpu_vs_trainer.earlier_rows(output, "NVIDIA A100-SXM4-80GB", new) == []
+    assert gpu_vs_trainer.earlier_rows(tmp_path / "none.json", "NVIDIA H200", new) == []

@@ -9,16 +9,16 @@ import torch
 
 from conftest import arithmetic, write_jsonl
 from tunesmith.hyperparameters import Hyperparameters
-from tunesmith.training import TrainConfig, finetune
 from tunesmith.multi_adapter.segments import Segments, adapter_segments, install_segmented_forward
 from tunesmith.multi_adapter.trainer import JobsTogether
+from tunesmith.training import TrainConfig, finetune
 
 TOLERANCE = 1e-4
 
 JOBS = {  # different data, learning rates, warmup, epochs and seeds
-    "a": dict(records=(40, 0), hyperparameters=Hyperparameters(2, 1e-4, 3), seed=0),
-    "b": dict(records=(32, 200), hyperparameters=Hyperparameters(1, 5e-5, 0), seed=1),
-    "c": dict(records=(48, 400), hyperparameters=Hyperparameters(2, 2e-5, 1), seed=2, duplication=2),
+    "alpha": dict(records=(40, 0), hyperparameters=Hyperparameters(2, 1e-4, 3), seed=0),
+    "beta": dict(records=(32, 200), hyperparameters=Hyperparameters(1, 5e-5, 0), seed=1),
+    "gamma": dict(records=(48, 400), hyperparameters=Hyperparameters(2, 2e-5, 1), seed=2, duplication=2),
 }
 
 
@@ -82,21 +82,21 @@ def test_a_job_stopped_midway_leaves_the_others_unchanged(tmp_path, tiny_model, 
         group.add(job_config(alone, tiny_model, name, "stopping"), name=name)
     group.step()
     group.step()
-    group.stop("a")  # between steps: it leaves before the next
+    group.stop("alpha")  # between steps: it leaves before the next
     outcomes = group.run()
-    assert outcomes["a"].result.stopped and len(curve(alone / "stopping" / "a")) == 2
-    assert curve(alone / "stopping" / "a") == pytest.approx(curve(alone / "alone" / "a")[:2], abs=TOLERANCE)
-    assert (alone / "stopping" / "a" / "checkpoints").is_dir() and not (alone / "stopping" / "a" / "manifest.json").exists()
-    for name in ("b", "c"):
+    assert outcomes["alpha"].result.stopped and len(curve(alone / "stopping" / "alpha")) == 2
+    assert curve(alone / "stopping" / "alpha") == pytest.approx(curve(alone / "alone" / "alpha")[:2], abs=TOLERANCE)
+    assert (alone / "stopping" / "alpha" / "checkpoints").is_dir() and not (alone / "stopping" / "alpha" / "manifest.json").exists()
+    for name in ("beta", "gamma"):
         assert_same_run(alone / "stopping" / name, alone / "alone" / name)
 
 
 def test_a_job_joining_at_step_2_matches_its_run_alone(tmp_path, tiny_model, alone):
     group = JobsTogether()
-    group.add(job_config(alone, tiny_model, "a", "joining"), name="a")
-    group.add(job_config(alone, tiny_model, "b", "joining"), name="b")
+    group.add(job_config(alone, tiny_model, "alpha", "joining"), name="alpha")
+    group.add(job_config(alone, tiny_model, "beta", "joining"), name="beta")
     group.step()
-    group.add(job_config(alone, tiny_model, "c", "joining"), name="c")
+    group.add(job_config(alone, tiny_model, "gamma", "joining"), name="gamma")
     group.run()
     for name in JOBS:
         assert_same_run(alone / "joining" / name, alone / "alone" / name)
@@ -106,13 +106,13 @@ def test_bad_data_keeps_a_job_out_and_its_neighbours_train_on(tmp_path, tiny_mod
     from tunesmith.datasets import DataError
 
     group = JobsTogether()
-    group.add(job_config(alone, tiny_model, "a", "bad"), name="a")
+    group.add(job_config(alone, tiny_model, "alpha", "bad"), name="alpha")
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"schemaVersion": "bedrock-conversation-2024", "messages": [}\n')
     with pytest.raises(DataError):
         group.add(TrainConfig(data=broken, output=tmp_path / "broken", model=str(tiny_model), precision="fp32", device="cpu"))
     group.run()
-    assert_same_run(alone / "bad" / "a", alone / "alone" / "a")
+    assert_same_run(alone / "bad" / "alpha", alone / "alone" / "alpha")
 
 
 def test_segments_give_each_row_its_own_adapter():
@@ -144,3 +144,87 @@ def test_segments_give_each_row_its_own_adapter():
         Segments(("x", "y"), (0, 3), dim=0)
     with pytest.raises(ValueError, match="cover 4 of 5"), adapter_segments(Segments.of([("x", 2), ("y", 2)], dim=0)):
         model(x)
+
+
+def test_the_benchmark_runs_three_ways_and_ends_with_the_difference(tmp_path, tiny_model):
+    """benchmarks/multi_job.py on the CPU with a tiny model: its last line, exit status and JSON."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "multi_job.py"
+    output = tmp_path / "multi_job.json"
+    done = subprocess.run([sys.executable, str(script), "--device", "cpu", "--jobs", "3", "--steps", "2", "--model", str(tiny_model),
+                           "--output", str(output)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[-1].startswith("max loss difference vs alone: ")
+    assert float(lines[-1].rsplit(" ", 1)[1]) <= 1e-4
+    report = json.loads(output.read_text())
+    assert report["jobs"] == 3 and report["precision"] == "fp32" and report["max_loss_difference"] <= 1e-4
+    assert set(report["ways"]) == {"together", "one_at_a_time", "separate_processes"}
+    assert all(way["tokens"] == report["ways"]["together"]["tokens"] > 0 for way in report["ways"].values())
+    assert report["vs_one_at_a_time"] > 0 and report["vs_separate_processes"] > 0
+
+
+def test_serve_trains_four_jobs_on_one_base_together_as_it_would_one_at_a_time(tmp_path, tiny_model):
+    """serve --jobs-per-device 4: four boto3-created jobs on the same base train in one group
+    worker, complete, and end with the adapters the same jobs get one at a time."""
+    from safetensors.torch import load_file
+    from service_harness import ApiOnlyServer, Server, wait_for
+
+    from tunesmith.jobs.layout import JobFolder
+
+    (tmp_path / "models.toml").write_text(f'[tiers.micro]\nsource = "{tiny_model}"\neffective_batch_size = 16\n')
+    for k in range(4):
+        write_jsonl(tmp_path / f"d{k}.jsonl", arithmetic(32 + 8 * k, start=100 * k))
+
+    def run_jobs(home, *options):
+        home.mkdir()
+        with ApiOnlyServer(home, tmp_path, devices=["cpu"]) as api:  # all four queued before any worker starts
+            client = api.client()
+            for k in range(4):
+                client.create_model_customization_job(
+                    jobName=f"job{k}", customModelName=f"model{k}", roleArn="arn:aws:iam::123456789012:role/t",
+                    baseModelIdentifier="amazon.nova-micro-v1:0:128k", trainingDataConfig={"s3Uri": str(tmp_path / f"d{k}.jsonl")},
+                    outputDataConfig={"s3Uri": str(tmp_path / f"out-{home.name}")},
+                    hyperParameters={"epochCount": "2", "learningRate": ["0.0001", "0.00005", "0.00002", "0.00008"][k],
+                                     "learningRateWarmupSteps": str(k)},
+                )
+        server = Server(home, tmp_path, tmp_path / "models.toml", options=["--devices", "cpu", *options]).start()
+        try:
+            client = server.client()
+            arns = [j["jobArn"] for j in client.list_model_customization_jobs()["modelCustomizationJobSummaries"]]
+            jobs = {j["jobName"]: j for j in (wait_for(client, arn, {"Completed", "Failed", "Stopped"}, timeout=300) for arn in arns)}
+        finally:
+            server.kill()
+        assert {name: job["status"] for name, job in jobs.items()} == {f"job{k}": "Completed" for k in range(4)}, jobs
+        return {name: load_file(JobFolder(home, job["jobArn"].rsplit("/", 1)[1]).run / "adapter" / "adapter_model.safetensors")
+                for name, job in jobs.items()}, home
+
+    together, home = run_jobs(tmp_path / "together", "--jobs-per-device", "4")
+    log = (tmp_path / "server.log").read_text()
+    assert "with 3 other job(s) on the same base model" in log
+    alone, _ = run_jobs(tmp_path / "alone", "--jobs-per-device", "1")
+    for name, weights in alone.items():
+        for key, weight in weights.items():
+            torch.testing.assert_close(together[name][key], weight, rtol=0, atol=TOLERANCE, msg=f"{name} {key}")
+
+
+def test_a_job_on_another_base_or_with_a_bad_name_is_refused(tmp_path, tiny_model):
+    from conftest import build_tiny_model
+    from tunesmith.errors import ConfigError
+
+    other = build_tiny_model(tmp_path / "other", seed=1)
+    write_jsonl(tmp_path / "t.jsonl", arithmetic(32))
+    group = JobsTogether()
+    group.add(TrainConfig(data=tmp_path / "t.jsonl", output=tmp_path / "alpha", model=str(tiny_model), precision="fp32", device="cpu"))
+    with pytest.raises(ConfigError, match="is not this group's base"):
+        group.add(TrainConfig(data=tmp_path / "t.jsonl", output=tmp_path / "beta", model=str(other), precision="fp32", device="cpu"))
+    with pytest.raises(ConfigError, match="letters, digits"):
+        group.add(TrainConfig(data=tmp_path / "t.jsonl", output=tmp_path / "gamma", model=str(tiny_model), precision="fp32", device="cpu"),
+                  name="a.b")
+    with pytest.raises(ConfigError, match="only LoRA"):
+        group.add(TrainConfig(data=tmp_path / "t.jsonl", output=tmp_path / "d", model=str(tiny_model), precision="fp32", device="cpu",
+                              method="full"))
+    assert list(group.jobs) == ["job0"]

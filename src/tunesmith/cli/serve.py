@@ -43,6 +43,10 @@ from tunesmith.models.config import home as default_home
               help="What jobs train on: auto (every CUDA device, else MPS, else the CPU), cpu, mps, cuda, or CUDA devices "
               "such as cuda:0,cuda:1. Each worker sees its job's devices through CUDA_VISIBLE_DEVICES; one per job unless "
               "the request's tunesmithConfig.devices asks for more.")
+@click.option("--jobs-per-device", "jobs_per_device_text", default="auto", show_default=True, metavar="auto|N",
+              help="Jobs that may train on one CUDA device at once; queued LoRA jobs on the same base model that start "
+              "together train in one process over one copy of the base. auto: as many as the device's memory holds "
+              "(up to 8) on CUDA, 1 on the CPU and MPS. On the CPU, N > 1 groups up to N jobs the same way.")
 @click.option("--device", default="auto", show_default=True, metavar="DEVICE", help="Runtime API (Converse, InvokeModel). " + DEVICE_HELP)
 @click.option("--credentials", "credential_items", multiple=True, envvar="TUNESMITH_CREDENTIALS",
               help="ACCESS_KEY:SECRET; when given, requests must be SigV4-signed with one of them (repeatable).")
@@ -57,7 +61,7 @@ from tunesmith.models.config import home as default_home
 def serve(host: str, port: int, home_dir: str | None, database: str | None, database_url_file: Path | None, node_name: str | None,
           lease_seconds: float, executor: str, ray_address: str | None, ray_cpus_per_job: float,
           allowed: tuple[str, ...], concurrency: int | None,
-          devices_text: str, device: str, credential_items: tuple[str, ...], region: str, allow_unsigned_payload: bool,
+          devices_text: str, jobs_per_device_text: str, device: str, credential_items: tuple[str, ...], region: str, allow_unsigned_payload: bool,
           save_every: int | None, model_cache_gb: float, log_level: str) -> None:
     """Serve Bedrock's model-customization and runtime APIs; jobs train in worker processes.
 
@@ -68,7 +72,7 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, data
     from tunesmith.api.auth import parse_credentials
     from tunesmith.cli.errors import user_errors
     from tunesmith.cli.render import fail
-    from tunesmith.jobs.device_pool import DevicePool, parse_devices
+    from tunesmith.jobs.device_pool import DevicePool, jobs_per_device, parse_devices
     from tunesmith.jobs.executors import make_executor
     from tunesmith.jobs.logs import configure_logging, safe_database_url
     from tunesmith.jobs.settings import ServiceSettings
@@ -82,15 +86,19 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, data
         click.echo(f"warning: serving on {host} without --credentials: anyone who reaches the port can use it", err=True)
 
     database = database_url(database, database_url_file)
+    if executor == "ray" and jobs_per_device_text not in ("auto", "1"):
+        fail("--jobs-per-device above 1 works with the local executor only, not with --executor ray yet", 2)
     if executor == "ray" and not ray_address:
         fail("--executor ray needs --ray-address (or RAY_ADDRESS): auto, HOST:PORT, ray://HOST:10001 or local", 2)
     with user_errors():
         devices = parse_devices(devices_text)
-        pool = DevicePool(devices)
+        per_device = 1 if executor == "ray" and jobs_per_device_text == "auto" else jobs_per_device(jobs_per_device_text, devices)
+        pool = DevicePool(devices, per_device)
         settings = ServiceSettings(
             home=Path(home_dir) if home_dir else default_home() / "service", database_url=database,
             allowed_roots=[str(Path(p).resolve()) for p in allowed] or [str(Path.cwd())],
-            concurrency=concurrency or (len(devices) if pool.exclusive else 1), devices=devices, device=device,
+            concurrency=concurrency or (len(devices) * per_device if pool.exclusive else per_device), devices=devices, device=device,
+            jobs_per_device=per_device,
             credentials=credentials, region=region, allow_unsigned_payload=allow_unsigned_payload, save_every=save_every,
             log_level=log_level, model_cache_gb=model_cache_gb, lease_seconds=lease_seconds,
             executor=executor, ray_address=ray_address, ray_cpus_per_job=ray_cpus_per_job,
@@ -103,8 +111,8 @@ def serve(host: str, port: int, home_dir: str | None, database: str | None, data
         app = create_app(settings, runner)
     where = f"Ray cluster {ray_address}" if executor == "ray" else ", ".join(settings.devices)
     log = logging.getLogger("tunesmith.service")
-    log.info("tunesmith serve on http://%s:%d: home %s, database %s, %d job(s) at once on %s, signatures %s", host, port,
-             settings.home, safe_database_url(settings.database_url), settings.concurrency, where,
+    log.info("tunesmith serve on http://%s:%d: home %s, database %s, %d job(s) at once on %s (%d per device), signatures %s",
+             host, port, settings.home, safe_database_url(settings.database_url), settings.concurrency, where, settings.jobs_per_device,
              f"required ({len(credentials)} access key(s))" if credentials else "off")
     # Our access lines replace uvicorn's (they have the duration and the route); uvicorn's own
     # start-up and error lines follow --log-level too.

@@ -1,7 +1,9 @@
 """The devices jobs train on (``tunesmith serve --devices``) and which job holds which.
 
-- CUDA devices are handed out whole. A job holds its devices (``tunesmithConfig.devices``,
-  one by default) until its worker exits, and sees only them, through the worker's
+- CUDA devices are handed out in slots: ``--jobs-per-device`` jobs of one device each may hold
+  a device at once (one by default; ``auto`` sizes it from the device's memory,
+  :func:`jobs_per_device`), and a job of several devices takes them whole. A job holds its
+  devices (``tunesmithConfig.devices``, one by default) until its worker exits, and sees only them, through the worker's
   ``CUDA_VISIBLE_DEVICES`` (inside the worker they are ``cuda:0``, ``cuda:1``...). A job that
   asks for more devices than are free waits; jobs start in the order they were created, so
   a big job is not starved by small ones behind it.
@@ -14,10 +16,41 @@ A job with several devices runs its worker under torchrun, one rank per device.
 from __future__ import annotations
 
 import os
+from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 
 MAX_JOB_DEVICES = 8
 """The most devices (ranks) one job may ask for."""
+JOB_GPU_GB = 8.0
+"""GPU memory one job is assumed to take when ``--jobs-per-device auto`` sizes the slots: micro
+(LoRA, bf16) peaked at 2.3-6.7 GB on an H200 with micro-batches of 2,000-8,000 tokens. An
+estimate from those figures, not yet measured with jobs sharing a device."""
+MAX_AUTO_JOBS_PER_DEVICE = 8
+"""``auto`` admits at most this many jobs per device (the many-jobs benchmark's group size)."""
+
+
+def jobs_per_device(text: str, devices: list[str]) -> int:
+    """``--jobs-per-device``: a number of at least 1, or ``auto``: on CUDA as many jobs as
+    90% of the smallest device's memory holds at :data:`JOB_GPU_GB` each (at most
+    :data:`MAX_AUTO_JOBS_PER_DEVICE`); 1 on the CPU and MPS."""
+    from tunesmith.devices import DeviceError
+
+    text = (text or "auto").strip().lower()
+    if text != "auto":
+        try:
+            value = int(text)
+        except ValueError:
+            raise DeviceError(f"--jobs-per-device {text!r} is neither auto nor a whole number") from None
+        if value < 1:
+            raise DeviceError(f"--jobs-per-device must be at least 1, got {value}")
+        return value
+    if not devices[0].startswith("cuda:"):
+        return 1
+    import torch
+
+    smallest = min(torch.cuda.get_device_properties(int(d.split(":")[1])).total_memory for d in devices)
+    return max(1, min(MAX_AUTO_JOBS_PER_DEVICE, int(0.9 * smallest / 2**30 // JOB_GPU_GB)))
 
 
 def parse_devices(text: str = "auto") -> list[str]:
@@ -68,6 +101,8 @@ def visible_devices(devices: list[str], environ: dict[str, str] | None = None) -
 class DevicePool:
     devices: list[str]
     """``cuda:N`` entries, or a single ``cpu`` or ``mps``."""
+    per_device: int = 1
+    """Jobs of one device each that may share a CUDA device (``--jobs-per-device``)."""
 
     @property
     def exclusive(self) -> bool:
@@ -88,10 +123,20 @@ class DevicePool:
             return f"tunesmithConfig.devices is {wanted}, but this server trains on MPS, which runs one rank"
         return None
 
-    def take(self, wanted: int, busy: set[str]) -> list[str] | None:
-        """The devices a job asking for ``wanted`` gets, given those ``busy`` in other jobs;
-        None while too few are free. Shared devices are always free."""
+    def take(self, wanted: int, busy: Collection[str]) -> list[str] | None:
+        """The devices a job asking for ``wanted`` gets, given those ``busy`` in other jobs (a
+        device once per job holding it); None while too few are free. A one-device job takes
+        the least busy device with a free slot, a job of several takes idle devices. Shared
+        devices are always free."""
         if not self.exclusive:
             return list(self.devices)
-        free = [device for device in self.devices if device not in busy]
-        return free[:wanted] if len(free) >= wanted else None
+        held = Counter(busy)
+        if wanted == 1:
+            open_slots = [d for d in self.devices if held[d] < self.per_device]
+            return [min(open_slots, key=lambda d: held[d])] if open_slots else None
+        idle = [device for device in self.devices if not held[device]]
+        return idle[:wanted] if len(idle) >= wanted else None
+
+    def room(self, device: str, busy: Collection[str]) -> int:
+        """How many more one-device jobs ``device`` takes now."""
+        return self.per_device - (Counter(busy)[device] if self.exclusive else 0)

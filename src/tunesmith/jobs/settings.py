@@ -26,7 +26,11 @@ class ServiceSettings:
     allowed_roots: list[str] = field(default_factory=list)
     """Local folders requests may read from and write to (``home`` is always allowed)."""
     concurrency: int = 1
-    """Jobs trained at the same time, each in its own worker process."""
+    """Jobs trained at the same time (in worker processes of their own, or in groups)."""
+    jobs_per_device: int = 1
+    """Jobs of one device each that may train on one CUDA device at once (on the CPU: jobs a
+    group may hold). Above 1, queued LoRA jobs on the same base model that start together train
+    in one process, over one copy of the base (``jobs/group_worker.py``)."""
     run_workers: bool = True
     """False serves the API only (for tests of the control plane)."""
     credentials: dict[str, str] = field(default_factory=dict)
@@ -86,6 +90,10 @@ class ServiceSettings:
             raise ValueError(f"executor must be local or ray, got '{self.executor}'")
         if self.executor == "ray" and not self.ray_address:
             raise ValueError("the ray executor needs a Ray address (auto, HOST:PORT, ray://HOST:10001 or local)")
+        if self.jobs_per_device < 1:
+            raise ValueError(f"jobs_per_device must be at least 1, got {self.jobs_per_device}")
+        if self.jobs_per_device > 1 and self.executor == "ray":
+            raise ValueError("jobs per device above 1 works with the local executor only, not with Ray yet")
         if not self.ray_cpus_per_job > 0:
             raise ValueError(f"ray_cpus_per_job must be more than 0, got {self.ray_cpus_per_job}")
         if self.log_level not in LOG_LEVELS:

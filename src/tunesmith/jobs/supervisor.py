@@ -35,6 +35,7 @@ from tunesmith.jobs.executors import Executor, WorkerHandle, make_executor
 from tunesmith.jobs.layout import JobFolder
 from tunesmith.jobs.settings import ServiceSettings
 from tunesmith.jobs.store import Job, JobStore, utcnow
+from tunesmith.kinds import CustomizationKind
 from tunesmith.statuses import ACTIVE_JOB_STATUSES, JobStatus
 from tunesmith.training.checkpoints import latest_checkpoint
 
@@ -74,6 +75,12 @@ def log_outcome(job: Job, pid: int | None, why: str = "") -> None:
 def resumable(job: Job, home) -> bool:
     """A checkpoint to resume from: in the job's folder here, or on S3 (any node's worker can fetch it)."""
     return latest_checkpoint(JobFolder(home, job.id).run) is not None or any("s3Uri" in c for c in job.checkpoints or [])
+
+
+def groupable(job: Job) -> bool:
+    """A job that may train in a group: one device, and no teacher phase."""
+    spec = job.spec
+    return spec.devices == 1 and spec.customization_type != CustomizationKind.DISTILLATION
 
 
 def held_devices(job: Job) -> list[str]:
@@ -157,18 +164,19 @@ class Supervisor:
         self._cancel_unstarted_stops()
         with self.store.session() as session:
             running = session.scalars(self._claimed_here()).all()  # the devices and slots of this node
-            busy = {device for job in running for device in held_devices(job)}
+            busy = [device for job in running for device in held_devices(job)]
             started = len(running)
             room = self.settings.concurrency - started
             if room <= 0:
                 return
             queued = session.scalars(select(Job).where(Job.status == JobStatus.IN_PROGRESS, Job.worker_pid.is_(None))
                                      .order_by(Job.created, Job.id).limit(room + len(self.children) + QUEUE_SLACK)).all()
-            for job in queued:
+            taken: set[str] = set()
+            for n, job in enumerate(queued):
                 if started >= self.settings.concurrency:
                     break
-                if job.id in self.children:
-                    continue  # its worker queued it again and has not been reaped yet
+                if job.id in self.children or job.id in taken:
+                    continue  # its worker queued it again and has not been reaped yet, or it joined a group
                 wanted = job.spec.devices
                 problem = self.executor.problem(wanted)
                 if problem:  # e.g. the server restarted with fewer devices than when the job was created
@@ -179,9 +187,12 @@ class Supervisor:
                 devices = self.executor.take(wanted, busy)
                 if devices is None:
                     break  # first come, first served: the jobs behind wait too
-                if self._start(session, job, devices, wanted):
-                    busy.update(devices)
-                    started += 1
+                room = min(self.settings.concurrency - started, self.executor.room(devices[0], busy)) if wanted == 1 else 1
+                group = [job, *self._companions(job, queued[n + 1:], room - 1, taken)]
+                taken.update(j.id for j in group)
+                begun = self._start(session, job, devices, wanted) if len(group) == 1 else self._start_group(session, group, devices)
+                busy.extend(devices * begun)
+                started += begun
 
     def _start(self, session, job: Job, devices: list[str], wanted: int) -> bool:
         """Claim the job, then start its worker: a claim another server won (or a stop) costs no worker."""
@@ -202,6 +213,49 @@ class Supervisor:
             session.rollback()
             log.warning("job %s: could not record its worker's pid; the worker will", name, exc_info=True)
         return True
+
+    def _companions(self, job: Job, behind: list[Job], room: int, taken: set[str]) -> list[Job]:
+        """Queued jobs that train together with ``job`` (``jobs/group_worker.py``): with room
+        for more than one job on its device, the next queued jobs on the same base model, of one
+        device each and not distillations (their teacher runs first, alone)."""
+        if room <= 0 or not groupable(job) or not hasattr(self.executor, "launch_group"):
+            return []
+        chosen = []
+        for other in behind:
+            if len(chosen) >= room:
+                break
+            if other.id not in self.children and other.id not in taken and groupable(other) and other.spec.tier == job.spec.tier:
+                chosen.append(other)
+        return chosen
+
+    def _start_group(self, session, jobs: list[Job], devices: list[str]) -> int:
+        """Claim the jobs, then start one worker that trains them together; how many started."""
+        claimed = []
+        for job in jobs:
+            details = {**(job.details or {}), "devices": devices, "node": self.settings.node_name, "executor": self.executor.name,
+                       "trainedWith": [j.id for j in jobs if j.id != job.id]}
+            attempts, name, job_id = job.attempts or 0, job.name, job.id
+            if lifecycle.claim(session, job, lifecycle.LAUNCHING_PID, details, self.claimant):
+                claimed.append((job_id, name, attempts))
+        if not claimed:
+            return 0
+        try:
+            handle = self.executor.launch_group([job_id for job_id, _, _ in claimed], devices)
+        except Exception as exc:
+            for job_id, name, _ in claimed:
+                self._not_started(session, job_id, name, exc)
+            return 0
+        for job_id, name, attempts in claimed:
+            self.children[job_id], self._attempts[job_id] = handle, attempts
+            log.info("job %s started: %s, with %d other job(s) on the same base model", name,
+                     self.executor.describe(handle, devices), len(claimed) - 1)
+        try:
+            for job_id, _, _ in claimed:
+                lifecycle.launched(session, job_id, handle.pid)
+        except Exception:  # the database blinked: each job's worker records its pid when it starts
+            session.rollback()
+            log.warning("jobs %s: could not record their worker's pid; the worker will", [c[0] for c in claimed], exc_info=True)
+        return len(claimed)
 
     def _not_started(self, session, job_id: str, name: str, exc: Exception) -> None:
         """The worker of a claimed job could not be started: queued again when the cause may pass

@@ -126,6 +126,35 @@ class JobWorker:
             pass
 
     def _execute(self, spec: JobSpec) -> None:
+        config = self.prepare_training(spec)
+        if config is None:
+            return
+        if self.world.distributed:
+            self._hand_off(config)
+        result = finetune(config, on_step=self._on_step, stop=self.stop_requested, on_start=self._on_start)
+        self.finish_training(spec, result)
+
+    def start(self) -> JobSpec | None:
+        """Mark the job as running in this process; its spec, or None when it was stopped before."""
+        try:
+            job = self.change(lambda j: lifecycle.worker_started(j, os.getpid()))
+        except TransitionError:
+            log.info("job %s: stopped before this worker started; nothing to do", self.job_id)
+            return None
+        log.info("job %s (%s) started: attempt %d, pid %d", job.name, self.job_id, job.attempts, os.getpid())
+        return job.spec
+
+    def finish_training(self, spec: JobSpec, result: RunResult) -> None:
+        """After training: the stop recorded, or the outputs published and the model registered."""
+        if result.stopped:
+            self._after_stop(result)
+            return
+        self._publish(spec)
+        self._register_model(spec, result)
+
+    def prepare_training(self, spec: JobSpec) -> TrainConfig | None:
+        """Validation and data processing (the teacher's answers, for distillation): the run's
+        config, or None when the job was stopped meanwhile. Raises JobFailed for bad data."""
         kind = spec.dataset_kind
         self.change(lambda j: lifecycle.enter_phase(j, Phase.VALIDATION))
         located = self._locate([("trainingDataConfig.s3Uri", spec.training_uri), ("outputDataConfig.s3Uri", spec.output_uri),
@@ -145,20 +174,12 @@ class JobWorker:
         if kind is DatasetKind.DISTILLATION:
             training = self._synthesize(spec, training)
             if training is None:
-                return
+                return None
             kind, validation = DatasetKind.FINE_TUNING, []
 
         self._start_uploads(spec)
         resume = latest_checkpoint(self.folder.run) is not None or self._fetch_checkpoint()
-        config = self._train_config(spec, training, validation, kind, resume=resume)
-        if self.world.distributed:
-            self._hand_off(config)
-        result = finetune(config, on_step=self._on_step, stop=self.stop_requested, on_start=self._on_start)
-        if result.stopped:
-            self._after_stop(result)
-            return
-        self._publish(spec)
-        self._register_model(spec, result)
+        return self._train_config(spec, training, validation, kind, resume=resume)
 
     def _locate(self, fields: list[tuple[str, str]]) -> list[uris.Location]:
         """The job's locations, checked again here: the spec may predate the checks, or the

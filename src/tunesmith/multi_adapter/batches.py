@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tunesmith.training import batches, packing
 from tunesmith.multi_adapter.segments import Segments
+from tunesmith.training import batches, packing
 from tunesmith.training.examples import Example
 
 Item = tuple[str, int]

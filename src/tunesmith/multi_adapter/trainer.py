@@ -32,22 +32,23 @@ those trains alone).
 
 from __future__ import annotations
 
-import contextlib
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from tunesmith.errors import ConfigError
+from tunesmith.multi_adapter.batches import MixedBatch, lay_out, mixed_micro_batches
 from tunesmith.multi_adapter.segments import Segments, adapter_segments, install_segmented_forward
+from tunesmith.training.adapter_init import initialize_adapter
 from tunesmith.training.attention import choose_attention
 from tunesmith.training.config import TrainConfig
 from tunesmith.training.frozen import store_frozen_linears_in
 from tunesmith.training.head_loss import head_cross_entropy
 from tunesmith.training.loop import StepInfo, TrainingRun
 from tunesmith.training.memory import fit_micro_batch
-from tunesmith.multi_adapter.batches import MixedBatch, lay_out, mixed_micro_batches
 from tunesmith.training.results import write_results
 from tunesmith.training.run import RunResult
 
@@ -60,25 +61,6 @@ class GroupedRun(TrainingRun):
     def validation_loss(self) -> float | None:
         with adapter_segments(Segments.single(self.adapter)):
             return super().validation_loss()
-
-
-@contextlib.contextmanager
-def _adapters_stay_fp32() -> Iterator[None]:
-    """PEFT moves a new adapter to its base layer's dtype; a base stored in bf16
-    (``frozen.py``) would round the adapter's initial weights. Keep them as made."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    original = BaseTunerLayer._get_base_layer_device_and_dtype
-
-    def device_only(self, base_layer):
-        device, _ = original(self, base_layer)
-        return device, None
-
-    BaseTunerLayer._get_base_layer_device_and_dtype = device_only
-    try:
-        yield
-    finally:
-        BaseTunerLayer._get_base_layer_device_and_dtype = original
 
 
 def _lora_config(config: TrainConfig):
@@ -109,17 +91,27 @@ class JobsTogether:
         self.jobs: dict[str, GroupedRun] = {}
         self.outcomes: dict[str, JobOutcome] = {}
         self._stops: set[str] = set()
+        self._on_leave: dict[str, Callable[[JobOutcome], None] | None] = {}
         self._count = 0
         self.steps = 0
         """Group steps taken (each trains every job present one step)."""
+        self.training_seconds = 0.0
+        """Time in forward, backward and optimizer steps (not in joining, validation, checkpoints or results)."""
 
     # -- joining ------------------------------------------------------------------------------
     def add(self, config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
-            stop: Callable[[], bool] | None = None, name: str | None = None) -> str:
+            stop: Callable[[], bool] | None = None, name: str | None = None,
+            on_start: Callable[[TrainingRun], None] | None = None, on_leave: Callable[[JobOutcome], None] | None = None) -> str:
         """Prepare a job and add its adapter; it trains from the next group step. Raises what
         ``TrainingRun.prepare`` raises for its data, model or settings (and ConfigError for a
-        job that cannot train in this group), leaving the group as it was."""
+        job that cannot train in this group), leaving the group as it was.
+
+        ``on_step`` and ``stop`` are ``finetune``'s; ``on_start(run)`` is called once the job
+        is set up, ``on_leave(outcome)`` once it has left (finished, stopped or failed) and
+        its results are written. An exception in a job's callbacks fails that job alone."""
         name = name or f"job{self._count}"
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            raise ConfigError(f"job name {name!r}: letters, digits, - and _ only (it names the job's adapter)")
         if name in self.jobs or name in self.outcomes:
             raise ConfigError(f"a job named {name!r} is already in this group")
         run = GroupedRun(config, on_step, stop)
@@ -128,11 +120,16 @@ class JobsTogether:
         if self.model is None:
             self._build(run, name)
         else:
-            torch.manual_seed(config.seed)  # as TrainingRun.build_model seeds the adapters it makes
-            with _adapters_stay_fp32():
-                self.model.add_adapter(name, _lora_config(config))
+            self.model.add_adapter(name, _lora_config(config))
+        initialize_adapter(self.model, name, config.seed)  # as TrainingRun.build_model does, in fp32 whatever the base's dtype
         self._count += 1
         self._attach(run, name)
+        self._on_leave[name] = on_leave
+        if on_start is not None:
+            try:
+                on_start(run)
+            except Exception as exc:  # the job's own callback: it fails alone
+                self._fail(name, exc)
         return name
 
     def _check_fits(self, run: GroupedRun) -> None:
@@ -141,13 +138,12 @@ class JobsTogether:
             raise ConfigError("only LoRA jobs without quantization, --shard or torchrun train in a group: run this job alone")
         if run.placement.needs_grad_scaler:
             raise ConfigError("fp16 with loss scaling trains alone: one scaler per job would be needed")
-        if self.jobs:
-            first = next(iter(self.jobs.values()))
-            if (run.source.location, run.source.name) != (first.source.location, first.source.name):
-                raise ConfigError(f"job model {run.source.name} is not this group's base ({first.source.name})")
-            if (run.placement.device, run.placement.precision) != (first.placement.device, first.placement.precision):
+        if self.model is not None:
+            if (run.source.location, run.source.name) != (self.source.location, self.source.name):
+                raise ConfigError(f"job model {run.source.name} is not this group's base ({self.source.name})")
+            if (run.placement.device, run.placement.precision) != (self.placement.device, self.placement.precision):
                 raise ConfigError(f"job on {run.placement.device} in {run.placement.precision}, the group on "
-                                  f"{first.placement.device} in {first.placement.precision}")
+                                  f"{self.placement.device} in {self.placement.precision}")
 
     def _build(self, run: GroupedRun, name: str) -> None:
         from peft import get_peft_model
@@ -159,14 +155,13 @@ class JobsTogether:
             torch.cuda.reset_peak_memory_stats(placement.device)
         model = load_model(run.source)
         self.attention = choose_attention(model, placement.device)
-        torch.manual_seed(run.config.seed)
         model = get_peft_model(model, _lora_config(run.config), adapter_name=name)
         model.to(placement.device)
         low = placement.autocast_dtype
         self.frozen_dtype = low if low is not None and store_frozen_linears_in(model, low) else None
         install_segmented_forward(model)
         model.train()
-        self.model, self.placement = model, placement
+        self.model, self.placement, self.source = model, placement, run.source
         on_cuda = placement.device.type == "cuda"
         self.packed = self._packing if self._packing is not None else on_cuda
         self.stacked = self._stacked if self._stacked is not None else on_cuda
@@ -208,19 +203,37 @@ class JobsTogether:
         self._stops.add(name)
 
     def _leave(self, name: str) -> None:
-        run = self.jobs.pop(name)
-        result = None
-        if run.state.stopped:
-            pass
-        else:
-            run._select_best()
-            run.model = self._standalone(run)
-            run.frozen_dtype = None  # the standalone model's base is the fp32 original: results merge into it as they are
-            result = write_results(run)
-        self.outcomes[name] = JobOutcome(name, RunResult(run.state.stopped, result, run.plan, run.state, list(run.warnings), run.config.output))
+        """Job ``name`` is done (finished, stopped or stopped early): its results, then its slot."""
+        run = self.jobs[name]
+        try:
+            manifest = None
+            if not run.state.stopped:
+                run._select_best()
+                run.model = self._standalone(run)
+                run.frozen_dtype = None  # the standalone model's base is the fp32 original: results merge into it as they are
+                manifest = write_results(run)
+            outcome = JobOutcome(name, RunResult(run.state.stopped, manifest, run.plan, run.state, list(run.warnings), run.config.output))
+        except Exception as exc:  # writing one job's results fails that job alone
+            outcome = JobOutcome(name, error=exc)
+        self._remove(name, outcome)
+
+    def _fail(self, name: str, error: BaseException) -> None:
+        self._remove(name, JobOutcome(name, error=error))
+
+    def _remove(self, name: str, outcome: JobOutcome) -> None:
+        self.jobs.pop(name)
+        self.outcomes[name] = outcome
         if self.jobs:  # the last adapter stays: PEFT keeps at least one
+            self.model.base_model.set_adapter(next(iter(self.jobs)))  # PEFT warns when the active adapter is deleted
             self.model.delete_adapter(name)
             self._all_adapters_train()
+        callback = self._on_leave.pop(name, None)
+        if callback is not None:
+            try:
+                callback(outcome)
+            except Exception as exc:  # the job's own callback
+                if outcome.error is None:
+                    outcome.error = exc
 
     def _standalone(self, run: GroupedRun):
         """The job's adapter over a fresh copy of the base, named as a run alone names it (for its results)."""
@@ -244,12 +257,18 @@ class JobsTogether:
         """One group step: every job present trains one optimizer step of its own; jobs that
         finish, stop early or are stopped leave afterwards."""
         for name, run in list(self.jobs.items()):
-            if name in self._stops or run.stop():
+            try:
+                stopping = name in self._stops or run.stop()
+            except Exception as exc:  # the job's own callback
+                self._fail(name, exc)
+                continue
+            if stopping:
                 self._stops.discard(name)
                 run._stopped(discarded_step=run.state.step + 1)
                 self._leave(name)
         if not self.jobs:
             return
+        started = time.perf_counter()
         starts = {name: run.begin_step() for name, run in self.jobs.items()}
         for name, run in self.jobs.items():
             for group in run.optimizer.param_groups:
@@ -268,12 +287,18 @@ class JobsTogether:
             for name, part in parts.items():
                 losses[name] = part.detach().float() if name not in losses else losses[name] + part.detach().float()
                 computed[name] += batch.computed * batch.tokens[name] // sum(batch.tokens.values())  # the shared positions, shared out
-        for name, run in list(self.jobs.items()):
+        for name, run in self.jobs.items():
             real = sum(len(examples[name][i]) for i in starts[name].indices)
             run.state.tokens += real
             run.state.padded_tokens += max(0, computed[name] - real)
             run.apply_gradients()
-            run.end_step(starts[name], losses[name].item() / targets[name])
+        step_losses = {name: loss.item() / targets[name] for name, loss in losses.items()}  # the step's one host sync
+        self.training_seconds += time.perf_counter() - started
+        for name, run in list(self.jobs.items()):
+            try:
+                run.end_step(starts[name], step_losses[name])
+            except Exception as exc:  # its on_step, checkpoint or validation: the job fails alone
+                self._fail(name, exc)
         self.steps += 1
         for name, run in list(self.jobs.items()):
             if name in self._stops or self._done(run):

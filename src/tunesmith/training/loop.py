@@ -44,6 +44,7 @@ from tunesmith.errors import TunesmithError
 from tunesmith.models.loading import load_model, load_tokenizer
 from tunesmith.models.registry import ModelSource, resolve_model
 from tunesmith.training import batches, distributed, packing
+from tunesmith.training.adapter_init import initialize_adapter
 from tunesmith.training.attention import choose_attention
 from tunesmith.training.checkpoints import (
     capture_rng,
@@ -182,8 +183,8 @@ class TrainingRun:
                 r=config.lora.rank, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                 target_modules="all-linear", task_type="CAUSAL_LM",
             )
-            torch.manual_seed(config.seed)  # the adapters' initial weights depend on the seed alone (multi_adapter/trainer.py does the same)
             model = get_peft_model(model, lora)
+            initialize_adapter(model, "default", config.seed)  # the seed and each layer's name decide it (adapter_init.py)
         model.to(self.placement.device)
         low = self.placement.autocast_dtype if config.method == "lora" and config.quantize == "none" else None
         self.frozen_dtype = low if low is not None and store_frozen_linears_in(model, low) else None

@@ -15,6 +15,7 @@ phases, live metrics and events work the same with both.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
 from tunesmith.jobs.store import Job
@@ -48,8 +49,12 @@ class Executor(Protocol):
     def problem(self, wanted: int) -> str | None:
         """Why a job asking for ``wanted`` devices can never run here, or None."""
 
-    def take(self, wanted: int, busy: set[str]) -> list[str] | None:
-        """The devices a job gets, given those ``busy`` in other jobs of this server; None: wait."""
+    def take(self, wanted: int, busy: Collection[str]) -> list[str] | None:
+        """The devices a job gets, given those ``busy`` in other jobs of this server (a device
+        once per job holding it); None: wait."""
+
+    def room(self, device: str, busy: Collection[str]) -> int:
+        """How many more one-device jobs ``device`` takes now (those beyond one may train in a group)."""
 
     def launch(self, job_id: str, devices: list[str], ranks: int) -> WorkerHandle:
         """Start the worker of job ``job_id``, which this server has just claimed."""

@@ -52,18 +52,32 @@ def worker_command(settings: ServiceSettings, job_id: str, device: str = "auto",
     return [sys.executable, *worker_arguments(settings, job_id, device, ranks)]
 
 
+def group_command(settings: ServiceSettings, job_ids: list[str], device: str = "auto") -> list[str]:
+    """One process for jobs trained together (``jobs/group_worker.py``)."""
+    allowed = [part for root in settings.allowed_roots for part in ("--allow-path", root)]
+    jobs = [part for job_id in job_ids for part in ("--job", job_id)]
+    arguments = ["-m", "tunesmith.jobs.group_worker", "--home", str(settings.home), *jobs, *allowed,
+                 "--log-level", settings.log_level, "--lease-seconds", str(settings.lease_seconds), "--device", device]
+    if settings.save_every:
+        arguments += ["--save-every", str(settings.save_every)]
+    return [sys.executable, *arguments]
+
+
 class LocalExecutor:
     name = "local"
 
     def __init__(self, settings: ServiceSettings):
         self.settings = settings
-        self.pool = DevicePool(settings.devices)
+        self.pool = DevicePool(settings.devices, settings.jobs_per_device)
 
     def problem(self, wanted: int) -> str | None:
         return self.pool.problem(wanted)
 
-    def take(self, wanted: int, busy: set[str]) -> list[str] | None:
+    def take(self, wanted: int, busy) -> list[str] | None:
         return self.pool.take(wanted, busy)
+
+    def room(self, device: str, busy) -> int:
+        return self.pool.room(device, busy)
 
     def launch(self, job_id: str, devices: list[str], ranks: int) -> subprocess.Popen:
         folder = JobFolder(self.settings.home, job_id)
@@ -74,6 +88,19 @@ class LocalExecutor:
                 worker_command(self.settings, job_id, self.pool.worker_device, ranks), env=env,
                 stdout=log, stderr=log,  # same process group: killing the server kills its workers
             )
+
+    def launch_group(self, job_ids: list[str], devices: list[str]) -> subprocess.Popen:
+        """One worker for ``job_ids`` (one device each, the same base model), trained together.
+        Its output goes to the first job's log, and each other job's log says where to look."""
+        folders = [JobFolder(self.settings.home, job_id) for job_id in job_ids]
+        for folder in folders:
+            folder.log.parent.mkdir(parents=True, exist_ok=True)
+        for folder in folders[1:]:
+            with open(folder.log, "a", encoding="utf-8") as note:
+                note.write(f"trained together with jobs {', '.join(job_ids)} in one process: its log is {folders[0].log}\n")
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible_devices(devices), DATABASE_URL_VARIABLE: self.settings.database_url}
+        with open(folders[0].log, "ab") as log:
+            return subprocess.Popen(group_command(self.settings, job_ids, self.pool.worker_device), env=env, stdout=log, stderr=log)
 
     def alive(self, job: Job) -> bool:
         if job.worker_pid == LAUNCHING_PID:  # another server on this node is starting its worker: its lease says

@@ -224,8 +224,11 @@ class RayExecutor:
                     "the job could never be scheduled")
         return None
 
-    def take(self, wanted: int, busy: set[str]) -> list[str]:
+    def take(self, wanted: int, busy) -> list[str]:
         return []  # Ray holds the task until a node has its resources free
+
+    def room(self, device: str, busy) -> int:
+        return 1  # one job per task: jobs are not grouped on Ray (yet)
 
     def launch(self, job_id: str, devices: list[str], ranks: int) -> RayWorker:
         wanted = ranks
