@@ -15,7 +15,7 @@ from tunesmith.tiers import UnknownModelError
 from tunesmith.training.checkpoints import CheckpointError
 from tunesmith.training.config import TrainConfig
 from tunesmith.training.examples import TemplateError
-from tunesmith.training.loop import OutputError
+from tunesmith.training.run_inputs import OutputError
 
 
 @pytest.mark.parametrize(

@@ -171,8 +171,8 @@ def test_serve_trains_four_jobs_on_one_base_together_as_it_would_one_at_a_time(t
     """serve --jobs-per-device 4: four boto3-created jobs on the same base train in one group
     worker, complete, and end with the adapters the same jobs get one at a time."""
     from safetensors.torch import load_file
-    from service_harness import ApiOnlyServer, Server, wait_for
 
+    from service_harness import ApiOnlyServer, Server, wait_for
     from tunesmith.jobs.layout import JobFolder
 
     (tmp_path / "models.toml").write_text(f'[tiers.micro]\nsource = "{tiny_model}"\neffective_batch_size = 16\n')

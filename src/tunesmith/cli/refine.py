@@ -10,10 +10,9 @@ from tunesmith.cli.errors import user_errors
 from tunesmith.cli.options import device_option, json_option
 from tunesmith.cli.progress import count_progress
 from tunesmith.cli.render import console, fail, print_json, table
-from tunesmith.datasets import DatasetKind, validate_dataset
+from tunesmith.datasets import DataError, DatasetKind, validate_dataset
 from tunesmith.distillation.refine import DEFAULT_INSTRUCTIONS, refine as run_refine
 from tunesmith.distillation.teachers import RemoteError, resolve_teacher
-from tunesmith.training.loop import DataError
 
 
 @click.command()

@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith.datasets import DatasetKind, validate_dataset
+from tunesmith.datasets import DataError, DatasetKind, validate_dataset
 from tunesmith.devices import place
 from tunesmith.evaluation.generation import GenerationSettings, generate, model_device
 from tunesmith.models.loading import load_model, load_tokenizer
 from tunesmith.models.registry import resolve_model
 from tunesmith.training.examples import chat_messages, read_records, tokenize_records
-from tunesmith.training.loop import DataError
 from tunesmith.training.loss import dataset_loss
 
 

@@ -11,15 +11,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tunesmith.datasets import DataError
     from tunesmith.training.advised import advised_config
     from tunesmith.training.config import LoraSettings, TrainConfig
-    from tunesmith.training.loop import DataError, OutputError, TrainingRun
+    from tunesmith.training.loop import TrainingRun
     from tunesmith.training.run import RunResult, finetune
+    from tunesmith.training.run_inputs import OutputError
     from tunesmith.training.state import RunState, StepInfo
 
 _HOMES = {
     "LoraSettings": "config", "TrainConfig": "config", "advised_config": "advised",
-    "DataError": "loop", "OutputError": "loop", "RunState": "state", "StepInfo": "state", "TrainingRun": "loop",
+    "DataError": "run_inputs", "OutputError": "run_inputs", "RunState": "state", "StepInfo": "state", "TrainingRun": "loop",
     "RunResult": "run", "finetune": "run",
 }
 __all__ = [

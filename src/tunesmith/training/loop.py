@@ -38,12 +38,8 @@ from pathlib import Path
 
 import torch
 
-from tunesmith.advisor import TrainingPlan, plan_training
-from tunesmith.datasets import DataError, ValidationReport, validate_dataset
-from tunesmith.errors import TunesmithError
 from tunesmith.models.loading import load_model, load_tokenizer
-from tunesmith.models.registry import ModelSource, resolve_model
-from tunesmith.training import batches, distributed, packing
+from tunesmith.training import batches, distributed
 from tunesmith.training.adapter_init import initialize_adapter
 from tunesmith.training.attention import choose_attention
 from tunesmith.training.checkpoints import (
@@ -56,19 +52,17 @@ from tunesmith.training.checkpoints import (
     save_checkpoint,
 )
 from tunesmith.training.config import TrainConfig
-from tunesmith.training.distributed import World
-from tunesmith.training.examples import TokenizedData, read_records, tokenize_records
 from tunesmith.training.fast_lora import fold_lora_products
 from tunesmith.training.frozen import store_frozen_linears_in
 from tunesmith.training.loss import dataset_loss
 from tunesmith.training.memory import fit_micro_batch
 from tunesmith.training.metrics import MetricsWriter
-from tunesmith.training.packed_attention import BOUNDARY_IMPLEMENTATIONS, choose_packed_attention
-from tunesmith.training.prefixes import prefix_groups
+from tunesmith.training.micro_batching import MicroBatching
 from tunesmith.training.quantization import check_quantization, load_quantized
+from tunesmith.training.run_inputs import RunInputs
 from tunesmith.training.schedule import WarmupSchedule
 from tunesmith.training.sharding import check_sharding, full_optimizer_state, full_weights, load_sharded_checkpoint, shard_model
-from tunesmith.training.shared_loss import computed_positions, micro_batch_pass, supports_shared_prefix
+from tunesmith.training.shared_loss import supports_shared_prefix
 from tunesmith.training.state import RunState, StepInfo
 from tunesmith.training.stopping import stop_on_signals
 from tunesmith.training.validation_watch import ValidationWatch
@@ -87,15 +81,7 @@ class StepStart:
     tokens_before: int
 
 
-class OutputError(TunesmithError, ValueError):
-    """The output folder cannot be used as asked."""
-
-
-class NothingToTrainError(TunesmithError, ValueError):
-    """Every training record lost its target tokens to ``max_length``."""
-
-
-class TrainingRun:
+class TrainingRun(RunInputs, MicroBatching):
     """One run: ``setup()``, then ``train()``; ``results.write_results(run)`` if it was not stopped.
 
     :func:`tunesmith.training.finetune` does exactly that; call it rather than this class.
@@ -119,34 +105,6 @@ class TrainingRun:
         self._epoch_batches: dict[int, list[list[int]]] = {}
 
     # -- setup ------------------------------------------------------------------------------
-    def check_inputs(self) -> tuple[ValidationReport, ModelSource]:
-        """Everything that can fail before a model loads: data, model name, output folder."""
-        config = self.config
-        report = validate_dataset(config.data, config.validation, config.kind)
-        if not report.valid:
-            raise DataError(report)
-        source = resolve_model(config.model)
-        self._check_output()
-        return report, source
-
-    def _check_output(self) -> None:
-        output = self.config.output
-        if output.exists() and not output.is_dir():
-            raise OutputError(f"{output} exists and is not a folder")
-        has_run = (output / "checkpoints").exists() or (output / "manifest.json").exists()
-        if has_run and not self.config.resume:
-            raise OutputError(f"{output} already holds a training run: pass --resume to continue it, or choose another --output")
-        try:
-            output.mkdir(parents=True, exist_ok=True)
-            if self.config.private and self.world.is_main:
-                output.chmod(0o700)  # closed from the start; write_results makes what it holds owner-only
-            if self.world.is_main:  # one prober: ranks would race on the probe file
-                probe = output / ".write-test"
-                probe.write_text("")
-                probe.unlink()
-        except OSError as exc:
-            raise OutputError(f"cannot write to {output}: {exc.strerror or exc}") from exc
-
     def setup(self) -> None:
         """Everything before the first step: :meth:`prepare`, :meth:`build_model`, :meth:`start`."""
         self.prepare()
@@ -246,56 +204,6 @@ class TrainingRun:
             attention_seconds={k: None if v is None else round(v, 5) for k, v in self.attention_seconds.items()},
         )
 
-    def _choose_packed_attention(self) -> tuple[str, dict[str, float | None]]:
-        """The fastest packed-attention kernel on this device, timed on the run's first micro-batch
-        (weights, gradients and RNG left as they were)."""
-        first = batches.step_batches(len(self.train_data.examples), self.config.duplication,
-                                     self.plan.effective_batch_size, 0, self.config.seed)[0]
-        group = self.micro_batches_of(first)[0]
-        rng = capture_rng()
-
-        def step() -> None:
-            with self.placement.autocast():
-                loss, _, _ = self.micro_batch_forward(group)
-            loss.backward()
-            self.model.zero_grad(set_to_none=True)
-
-        try:
-            return choose_packed_attention(self.model, self.placement.device, self.placement.precision, step)
-        finally:
-            restore_rng(rng)
-
-    def _plan(self) -> TrainingPlan:
-        """The plan over the records that will train, and every warning about them."""
-        config, data = self.config, self.train_data
-        if not data.examples:
-            raise NothingToTrainError(
-                f"none of the {data.dropped} training record(s) has answer tokens left after cutting at "
-                f"{config.max_length} tokens: raise max_length"
-            )
-        plan = plan_training(len(data.examples), self.source.tier, config.hyperparameters, config.duplication)
-        self.warnings = plan.warnings()
-        if data.truncated:
-            self.warnings.append(f"{data.truncated} record(s) longer than {config.max_length} tokens (max_length) were cut")
-        if data.dropped:
-            self.warnings.append(
-                f"{data.dropped} record(s) had no answer tokens left after cutting and are not trained on; "
-                f"the plan counts the {len(data.examples)} that are"
-            )
-        return plan
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.plan.steps_per_epoch
-
-    @property
-    def total_steps(self) -> int:
-        return self.plan.total_steps
-
-    def _tokenize(self, paths: list[Path]) -> TokenizedData:
-        records = (record for path in paths for record in read_records(path))
-        return tokenize_records(records, self.tokenizer, self.config.kind, self.config.max_length)
-
     # -- the loop ---------------------------------------------------------------------------
     def _stop_now(self) -> bool:
         if not self._stop_requested and self.stop():
@@ -357,51 +265,6 @@ class TrainingRun:
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-
-    def micro_batch_forward(self, group: list[int]) -> tuple[torch.Tensor, int, int]:
-        """The summed target loss of one micro-batch (``group``: record indices), the token
-        positions the decoder ran over, and those a shared prefix saved."""
-        examples, device, pad = self.train_data.examples, self.placement.device, self.tokenizer.pad_token_id
-        if self.packing:
-            width = packing.packed_width(examples, group, self.micro_batch.tokens, static=False)
-            row = packing.pack([examples[i] for i in group], pad, width).to(device)
-            loss, _ = packing.packed_target_loss(self.model, row, self.attention in BOUNDARY_IMPLEMENTATIONS)
-            return loss, row.width, 0
-        return micro_batch_pass(self.model, examples, self.token_ids, group, pad, device, self.share_prefixes,
-                                whole_model=self.config.shard)
-
-    @property
-    def batching(self) -> str:
-        """How records share a micro-batch, in words (the estimate and the manifest say it)."""
-        if self.packing:
-            return f"packed into one row without padding ({self.attention} attention)"
-        if self.share_prefixes:
-            return "padded to the longest record, shared prefixes computed once"
-        return "padded to the longest record, length-grouped"
-
-    def computed_positions(self, group: list[int]) -> int:
-        """Token positions :meth:`micro_batch_forward` computes for ``group`` (padding included)."""
-        examples = self.train_data.examples
-        if self.packing:
-            return packing.packed_width(examples, group, self.micro_batch.tokens, static=False)
-        if self.share_prefixes:
-            return computed_positions(examples, prefix_groups(self.token_ids, group))
-        return batches.padded_positions(examples, group)
-
-    def _micro_batch_count(self, indices: list[int], rank: int) -> int:
-        share = distributed.share(indices, self.train_data.examples, World(rank, self.world.size))
-        return len(self.micro_batches_of(share))
-
-    def micro_batches_of(self, indices: list[int]) -> list[list[int]]:
-        """How this run packs ``indices`` into micro-batches (the estimate counts them the same way)."""
-        examples = self.train_data.examples
-        if self.packing:  # the records' own tokens: the bucket's tail padding is not counted against the budget
-            cost = lambda group: sum(len(examples[i]) for i in group)  # noqa: E731
-        elif self.share_prefixes:
-            cost = lambda group: computed_positions(examples, prefix_groups(self.token_ids, group))  # noqa: E731
-        else:
-            cost = None
-        return batches.micro_batches(indices, examples, self.micro_batch.tokens, cost)
 
     def validation_loss(self) -> float | None:
         """Rank 0 alone computes it (the others wait at the next step's first all-reduce)."""
