@@ -62,8 +62,11 @@ class NoopExecutor:
     def problem(self, wanted: int) -> str | None:
         return self.pool.problem(wanted)
 
-    def take(self, wanted: int, busy: set[str]) -> list[str] | None:
+    def take(self, wanted: int, busy) -> list[str] | None:
         return self.pool.take(wanted, busy)
+
+    def room(self, device: str, busy) -> int:
+        return 1  # one job per simulated worker: no groups
 
     def launch(self, job_id: str, devices: list[str], ranks: int) -> NoopWorker:
         handle = NoopWorker(os.getpid())

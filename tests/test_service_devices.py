@@ -13,7 +13,7 @@ from conftest import arithmetic, write_jsonl
 from service_harness import ApiOnlyServer, Server, wait_for
 from tunesmith import devices
 from tunesmith.devices import DeviceError
-from tunesmith.jobs.device_pool import DevicePool, parse_devices, visible_devices
+from tunesmith.jobs.device_pool import DevicePool, jobs_per_device, parse_devices, visible_devices
 from tunesmith.jobs.executors import local as local_executor
 
 ROLE = "arn:aws:iam::123456789012:role/tunesmith"
@@ -95,6 +95,28 @@ def test_pool_hands_out_free_cuda_devices_and_shares_the_cpu():
     cpu = DevicePool(["cpu"])
     assert (cpu.take(2, {"cpu"}), cpu.problem(8), cpu.worker_device) == (["cpu"], None, "cpu")
     assert DevicePool(["mps"]).problem(2) == "tunesmithConfig.devices is 2, but this server trains on MPS, which runs one rank"
+
+
+def test_jobs_per_device_gives_slots_to_one_gpu_jobs_and_whole_gpus_to_bigger_ones():
+    pool = DevicePool(["cuda:0", "cuda:1"], per_device=3)
+    assert pool.take(1, []) == ["cuda:0"]
+    assert pool.take(1, ["cuda:0"]) == ["cuda:1"]  # the least busy device
+    assert pool.take(1, ["cuda:0", "cuda:0", "cuda:0", "cuda:1", "cuda:1", "cuda:1"]) is None  # every slot taken
+    assert pool.take(2, ["cuda:0"]) is None and pool.take(2, []) == ["cuda:0", "cuda:1"]  # two GPUs: whole ones
+    assert (pool.room("cuda:0", ["cuda:0"]), pool.room("cuda:1", ["cuda:0"])) == (2, 3)
+    assert DevicePool(["cpu"], per_device=4).room("cpu", ["cpu", "cpu"]) == 4  # the CPU is shared; --concurrency bounds it
+
+
+def test_jobs_per_device_auto_follows_the_gpus_memory(monkeypatch):
+    memory = {0: 141 * 2**30, 1: 24 * 2**30}
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: types.SimpleNamespace(total_memory=memory[index]))
+    assert jobs_per_device("auto", ["cuda:0"]) == 8  # 126 GB: 15 at 8 GB, at most 8
+    assert jobs_per_device("auto", ["cuda:0", "cuda:1"]) == 2  # the smallest GPU decides: 21.6 GB
+    assert jobs_per_device("auto", ["cpu"]) == 1 and jobs_per_device("3", ["cpu"]) == 3
+    with pytest.raises(DeviceError, match="neither auto nor a whole number"):
+        jobs_per_device("many", ["cpu"])
+    with pytest.raises(DeviceError, match="at least 1"):
+        jobs_per_device("0", ["cuda:0"])
 
 
 # -- tunesmithConfig on the wire -----------------------------------------------------------------

@@ -45,6 +45,9 @@ class FakeExecutor:
     def take(self, wanted, busy):
         return []
 
+    def room(self, device, busy):
+        return 1
+
     def launch(self, job_id, devices, ranks):
         handle = FakeHandle(70_000 + len(self.launched))
         self.launched.append((job_id, handle))

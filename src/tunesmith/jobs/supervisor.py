@@ -187,7 +187,8 @@ class Supervisor:
                 devices = self.executor.take(wanted, busy)
                 if devices is None:
                     break  # first come, first served: the jobs behind wait too
-                room = min(self.settings.concurrency - started, self.executor.room(devices[0], busy)) if wanted == 1 else 1
+                # Room for more than one job on its device: jobs that can train together with it (Ray's tasks take no device here).
+                room = min(self.settings.concurrency - started, self.executor.room(devices[0], busy)) if wanted == 1 and devices else 1
                 group = [job, *self._companions(job, queued[n + 1:], room - 1, taken)]
                 taken.update(j.id for j in group)
                 begun = self._start(session, job, devices, wanted) if len(group) == 1 else self._start_group(session, group, devices)

@@ -110,7 +110,7 @@ class TrainConfig:
     (``benchmarks/gpu_shared_prefix.py``)."""
     packing: bool | None = setting(
         None, help="Pack each micro-batch's records into one row without padding (attention kept inside each "
-        "record, rows padded at the tail to a few fixed sizes). Default: on CUDA, not on the CPU.")
+        "record, each row padded at its tail to a multiple of 64 tokens). Default: on CUDA, not on the CPU.")
     """Same loss and gradients up to float rounding (``training/packing.py``); the attention kernel is chosen
     by measurement (``training/packed_attention.py``). On the CPU the padded, length-grouped micro-batches with
     shared prefixes cost less: its attention kernels compute every pair of positions of a packed row."""
