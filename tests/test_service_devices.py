@@ -13,7 +13,7 @@ from conftest import arithmetic, write_jsonl
 from service_harness import ApiOnlyServer, Server, wait_for
 from tunesmith import devices
 from tunesmith.devices import DeviceError
-from tunesmith.jobs.device_pool import DevicePool, jobs_per_device, parse_devices, visible_devices
+from tunesmith.jobs.device_pool import DevicePool, jobs_per_device, memory_share_gb, parse_devices, visible_devices
 from tunesmith.jobs.executors import local as local_executor
 
 ROLE = "arn:aws:iam::123456789012:role/tunesmith"
@@ -117,6 +117,20 @@ def test_jobs_per_device_auto_follows_the_gpus_memory(monkeypatch):
         jobs_per_device("many", ["cpu"])
     with pytest.raises(DeviceError, match="at least 1"):
         jobs_per_device("0", ["cuda:0"])
+
+
+def test_jobs_sharing_a_gpu_get_a_share_of_its_memory(monkeypatch, tmp_path):
+    """Not 90% of the free memory each, which a second job on the GPU would not find."""
+    from tunesmith.jobs.executors.local import group_command
+    from tunesmith.jobs.settings import ServiceSettings
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: types.SimpleNamespace(total_memory=80 * 2**30))
+    assert memory_share_gb("cuda:0", 4) == 18.0 and memory_share_gb("cuda:0", 1) is None and memory_share_gb("cpu", 4) is None
+    settings = ServiceSettings(home=tmp_path, devices=["cpu"])
+    assert local_executor.worker_arguments(settings, "j1", "cuda", 1, 18.0)[-2:] == ["--max-memory", "18.0"]
+    assert "--max-memory" not in local_executor.worker_arguments(settings, "j1", "cpu")
+    command = group_command(settings, ["j1", "j2"], "cuda", 36.0)
+    assert command[-2:] == ["--max-memory", "36.0"] and command.count("--job") == 2
 
 
 # -- tunesmithConfig on the wire -----------------------------------------------------------------

@@ -97,6 +97,17 @@ def visible_devices(devices: list[str], environ: dict[str, str] | None = None) -
     return ",".join(entries[index] for index in indices)
 
 
+def memory_share_gb(device: str, per_device: int) -> float | None:
+    """The memory budget, in GB, of one job when ``per_device`` jobs share CUDA ``device``:
+    90% of the device's memory, shared out (None for one job a device, or off CUDA: the
+    training loop then sizes its micro-batches from the device's free memory itself)."""
+    if per_device <= 1 or not device.startswith("cuda:"):
+        return None
+    import torch
+
+    return round(0.9 * torch.cuda.get_device_properties(int(device.split(":")[1])).total_memory / 2**30 / per_device, 2)
+
+
 @dataclass(frozen=True)
 class DevicePool:
     devices: list[str]

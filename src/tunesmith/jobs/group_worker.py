@@ -40,8 +40,10 @@ class GroupWorker:
     """The jobs ``job_ids``, each through its :class:`JobWorker`, trained in one :class:`JobsTogether`."""
 
     def __init__(self, store: JobStore, home: Path, job_ids: list[str], save_every: int | None = None, device: str = "auto",
-                 allowed_roots: tuple[str, ...] = ()):
-        self.workers = {job_id: JobWorker(store, home, job_id, save_every, device, allowed_roots) for job_id in job_ids}
+                 allowed_roots: tuple[str, ...] = (), max_memory_gb: float | None = None):
+        """``max_memory_gb``: the group's budget on its GPU (the slots its jobs hold)."""
+        self.workers = {job_id: JobWorker(store, home, job_id, save_every, device, allowed_roots, max_memory_gb)
+                        for job_id in job_ids}
         self.group = JobsTogether()
 
     def execute(self) -> None:
@@ -96,6 +98,7 @@ def main() -> None:
     parser.add_argument("--allow-path", action="append", default=[], help="A folder the jobs' data and outputs may be in (repeatable).")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--save-every", type=int, default=None)
+    parser.add_argument("--max-memory", type=float, default=None, help="The group's memory budget in GB (its slots of a GPU).")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     parser.add_argument("--lease-seconds", type=float, default=None)
     args = parser.parse_args()
@@ -108,7 +111,7 @@ def main() -> None:
         if args.lease_seconds:
             for job_id in args.job:
                 leases.enter_context(LeaseHeartbeat(store, job_id, args.lease_seconds))
-        GroupWorker(store, Path(args.home), args.job, args.save_every, args.device, tuple(args.allow_path)).execute()
+        GroupWorker(store, Path(args.home), args.job, args.save_every, args.device, tuple(args.allow_path), args.max_memory).execute()
 
 
 if __name__ == "__main__":

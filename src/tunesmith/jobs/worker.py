@@ -56,8 +56,10 @@ class JobFailed(Exception):
 
 class JobWorker:
     def __init__(self, store: JobStore, home: Path, job_id: str, save_every: int | None = None, device: str = "auto",
-                 allowed_roots: Sequence[str] = ()):
+                 allowed_roots: Sequence[str] = (), max_memory_gb: float | None = None):
         self.store, self.job_id, self.save_every, self.device = store, job_id, save_every, device
+        self.max_memory_gb = max_memory_gb
+        """The job's memory budget when it shares its GPU with other jobs (``serve --jobs-per-device``)."""
         self.allowed_roots = [str(home), *allowed_roots]
         """Where the job's data and outputs may be: its server's ``--allow-path`` folders, and home."""
         self.folder = JobFolder(home, job_id)
@@ -196,7 +198,7 @@ class JobWorker:
         return TrainConfig(
             data=training, validation=validation, output=self.folder.run, model=spec.tier, kind=kind,
             hyperparameters=spec.hyperparameters, hyperparameters_sent=dict(spec.hyperparameters_sent),
-            resume=resume, save_every=self.save_every, device=self.device,
+            resume=resume, save_every=self.save_every, device=self.device, max_memory=self.max_memory_gb,
             early_stopping_patience=spec.early_stopping_patience if validation else None, eval_every=spec.eval_every,
             duplication=spec.duplication,
         )
@@ -373,6 +375,7 @@ def main() -> None:
                         "--home always is): the server's own.")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (the supervisor sets CUDA_VISIBLE_DEVICES).")
     parser.add_argument("--save-every", type=int, default=None, help="Also checkpoint every N optimizer steps.")
+    parser.add_argument("--max-memory", type=float, default=None, help="The job's memory budget in GB (its share of a GPU).")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="What goes to the job's log (stderr).")
     parser.add_argument("--lease-seconds", type=float, default=None, help="Renew the job's lease every third of this (the server's).")
     args = parser.parse_args()
@@ -382,7 +385,7 @@ def main() -> None:
     configure_logging(args.log_level)
     store = JobStore(url, migrate=False)  # the server migrated it before starting this worker
     with LeaseHeartbeat(store, args.job, args.lease_seconds) if args.lease_seconds else contextlib.nullcontext():
-        JobWorker(store, Path(args.home), args.job, args.save_every, args.device, args.allow_path).execute()
+        JobWorker(store, Path(args.home), args.job, args.save_every, args.device, args.allow_path, args.max_memory).execute()
 
 
 if __name__ == "__main__":

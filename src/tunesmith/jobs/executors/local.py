@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from tunesmith.jobs.device_pool import DevicePool, visible_devices
+from tunesmith.jobs.device_pool import DevicePool, memory_share_gb, visible_devices
 from tunesmith.jobs.layout import JobFolder
 from tunesmith.jobs.lifecycle import LAUNCHING_PID
 from tunesmith.jobs.settings import DATABASE_URL_VARIABLE, ServiceSettings
@@ -35,7 +35,8 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
-def worker_arguments(settings: ServiceSettings, job_id: str, device: str = "auto", ranks: int = 1) -> list[str]:
+def worker_arguments(settings: ServiceSettings, job_id: str, device: str = "auto", ranks: int = 1,
+                     max_memory_gb: float | None = None) -> list[str]:
     """The worker's arguments to Python: one process, or ``ranks`` ranks under torchrun (its agent
     is the process the supervisor watches; ``--standalone`` picks a free rendezvous port).
     The database URL is not among them: workers read it from ``TUNESMITH_DATABASE_URL``."""
@@ -45,14 +46,17 @@ def worker_arguments(settings: ServiceSettings, job_id: str, device: str = "auto
                  "--log-level", settings.log_level, "--lease-seconds", str(settings.lease_seconds), "--device", device]
     if settings.save_every:
         arguments += ["--save-every", str(settings.save_every)]
+    if max_memory_gb:
+        arguments += ["--max-memory", str(max_memory_gb)]
     return arguments
 
 
-def worker_command(settings: ServiceSettings, job_id: str, device: str = "auto", ranks: int = 1) -> list[str]:
-    return [sys.executable, *worker_arguments(settings, job_id, device, ranks)]
+def worker_command(settings: ServiceSettings, job_id: str, device: str = "auto", ranks: int = 1,
+                   max_memory_gb: float | None = None) -> list[str]:
+    return [sys.executable, *worker_arguments(settings, job_id, device, ranks, max_memory_gb)]
 
 
-def group_command(settings: ServiceSettings, job_ids: list[str], device: str = "auto") -> list[str]:
+def group_command(settings: ServiceSettings, job_ids: list[str], device: str = "auto", max_memory_gb: float | None = None) -> list[str]:
     """One process for jobs trained together (``jobs/group_worker.py``)."""
     allowed = [part for root in settings.allowed_roots for part in ("--allow-path", root)]
     jobs = [part for job_id in job_ids for part in ("--job", job_id)]
@@ -60,6 +64,8 @@ def group_command(settings: ServiceSettings, job_ids: list[str], device: str = "
                  "--log-level", settings.log_level, "--lease-seconds", str(settings.lease_seconds), "--device", device]
     if settings.save_every:
         arguments += ["--save-every", str(settings.save_every)]
+    if max_memory_gb:
+        arguments += ["--max-memory", str(max_memory_gb)]
     return [sys.executable, *arguments]
 
 
@@ -84,8 +90,9 @@ class LocalExecutor:
         folder.log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible_devices(devices), DATABASE_URL_VARIABLE: self.settings.database_url}
         with open(folder.log, "ab") as log:
+            share = memory_share_gb(devices[0], self.pool.per_device) if ranks == 1 else None  # slots of a shared GPU
             return subprocess.Popen(
-                worker_command(self.settings, job_id, self.pool.worker_device, ranks), env=env,
+                worker_command(self.settings, job_id, self.pool.worker_device, ranks, share), env=env,
                 stdout=log, stderr=log,  # same process group: killing the server kills its workers
             )
 
@@ -100,7 +107,10 @@ class LocalExecutor:
                 note.write(f"trained together with jobs {', '.join(job_ids)} in one process: its log is {folders[0].log}\n")
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible_devices(devices), DATABASE_URL_VARIABLE: self.settings.database_url}
         with open(folders[0].log, "ab") as log:
-            return subprocess.Popen(group_command(self.settings, job_ids, self.pool.worker_device), env=env, stdout=log, stderr=log)
+            share = memory_share_gb(devices[0], self.pool.per_device)
+            budget = round(share * len(job_ids), 2) if share else None  # the group holds that many slots
+            return subprocess.Popen(group_command(self.settings, job_ids, self.pool.worker_device, budget), env=env,
+                                    stdout=log, stderr=log)
 
     def alive(self, job: Job) -> bool:
         if job.worker_pid == LAUNCHING_PID:  # another server on this node is starting its worker: its lease says
