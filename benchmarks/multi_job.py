@@ -158,6 +158,12 @@ def main() -> int:
     if args.child:
         child(json.loads(args.child))
         return 0
+    from tunesmith.devices import DeviceError, resolve_device
+
+    try:
+        resolve_device(args.device)
+    except DeviceError as exc:
+        raise SystemExit(f"{exc}: pass --device cpu for the CPU run") from None
     precision = args.precision or ("fp32" if args.device == "cpu" else "auto")
     records = args.records or (args.steps * effective_batch(args.model) if args.steps else 1000)
     folder = Path(tempfile.mkdtemp(prefix="multi-job-"))
