@@ -228,3 +228,8 @@ def test_a_job_on_another_base_or_with_a_bad_name_is_refused(tmp_path, tiny_mode
         group.add(TrainConfig(data=tmp_path / "t.jsonl", output=tmp_path / "d", model=str(tiny_model), precision="fp32", device="cpu",
                               method="full"))
     assert list(group.jobs) == ["job0"]
+    group.add(TrainConfig(data=tmp_path / "t.jsonl", output=tmp_path / "e", model=str(tiny_model), precision="fp32", device="cpu"),
+              name="mlp")  # a name that is also a module's: its adapter's weights only
+    weights = group.jobs["mlp"].named_trainable
+    assert weights and all(".lora_A.default." in n or ".lora_B.default." in n for n in weights)
+    assert len(weights) == len(group.jobs["job0"].named_trainable)

@@ -128,10 +128,21 @@ def test_buckets_are_few_aligned_and_hold_the_row():
     assert bucket_size(10, 100) == 64 and bucket_size(65, 100) == 128
 
 
-def test_varlen_attention_needs_boundaries():
-    q = torch.zeros(1, 2, 4, 8)
-    with pytest.raises(ValueError, match="cu_seq_lens"):
-        varlen_attention(None, q, q, q, None)
+def test_varlen_attention_scores_right_padded_batches_too():
+    """Validation and the quickstart's checks run padded batches on the training model: each row is one sequence."""
+    examples = mixed_lengths()
+    batch = batches.collate(examples, PAD)
+    expected, count = target_loss(tiny_llama("eager", lora=True), batch)
+    model = tiny_llama("eager", lora=True)
+    register_varlen(kernel=reference_varlen)
+    model.set_attn_implementation(VARLEN)
+    loss, same = target_loss(model, batch)
+    assert same == count and loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    q = torch.zeros(2, 2, 4, 8)
+    with pytest.raises(ValueError, match="one packed row"):
+        varlen_attention(None, q, q, q, None, cu_seq_lens_q=torch.tensor([0, 4]), max_length_q=4, kernel=reference_varlen)
+    with pytest.raises(ValueError, match="not for generation"):
+        varlen_attention(None, q[:, :, :1], q, q, None, kernel=reference_varlen)
 
 
 def test_choice_by_measurement_is_cached(tmp_path, monkeypatch):

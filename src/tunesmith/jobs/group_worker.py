@@ -47,23 +47,30 @@ class GroupWorker:
         self.group = JobsTogether()
 
     def execute(self) -> None:
+        # Every job begins at once (its row says this process runs it), so the supervisor never
+        # takes one for a worker that has not begun while the others validate.
+        specs = {job_id: worker.start() for job_id, worker in self.workers.items()}
         for job_id, worker in self.workers.items():
-            self._join(job_id, worker)
+            if specs[job_id] is not None:
+                self._join(job_id, worker, specs[job_id])
         if not self.group.jobs:
             return
         log.info("jobs %s train together on one base model (pid %d)", ", ".join(self.group.jobs), os.getpid())
-        with stop_on_signals(self._stop_all):
-            self.group.run()
+        try:
+            with stop_on_signals(self._stop_all):
+                self.group.run()
+        except Exception as exc:  # the shared forward or backward failed (out of memory...): every job left fails, saying why
+            message = f"{type(exc).__name__} while training together with {len(self.group.jobs) - 1} other job(s): {exc}"
+            for job_id in list(self.group.jobs):
+                self.workers[job_id].fail(message)
+            raise
 
     def _stop_all(self) -> None:
         for name in list(self.group.jobs):
             self.group.stop(name)
 
-    def _join(self, job_id: str, worker: JobWorker) -> None:
+    def _join(self, job_id: str, worker: JobWorker, spec) -> None:
         """Validation and data processing of one job, then its adapter joins the group (or it fails alone)."""
-        spec = worker.start()
-        if spec is None:
-            return
         try:
             config = worker.prepare_training(spec)
             if config is None:  # stopped during data processing

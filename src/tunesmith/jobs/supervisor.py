@@ -94,6 +94,9 @@ class Supervisor:
         self.executor = executor if executor is not None else make_executor(settings)
         self.children: dict[str, WorkerHandle] = {}
         self._attempts: dict[str, int] = {}
+        self._groups: list[tuple[WorkerHandle, list[str], list[str]]] = []
+        """Group workers still running: (handle, devices, job ids). A group holds its jobs' slots
+        until its process ends, not until each job's row does: its memory stays taken."""
         """Each child's job's attempts when it was claimed: more once its worker began."""
         self._cancelled: set[str] = set()
         self.claimant = lifecycle.Claimant(settings.node_name, f"{os.getpid()}-{secrets.token_hex(6)}",
@@ -165,6 +168,10 @@ class Supervisor:
         with self.store.session() as session:
             running = session.scalars(self._claimed_here()).all()  # the devices and slots of this node
             busy = [device for job in running for device in held_devices(job)]
+            self._groups = [group for group in self._groups if group[0].poll() is None]
+            running_ids = {job.id for job in running}
+            for _, devices, job_ids in self._groups:  # members that ended still hold their slots
+                busy.extend(devices * sum(job_id not in running_ids for job_id in job_ids))
             started = len(running)
             room = self.settings.concurrency - started
             if room <= 0:
@@ -246,6 +253,7 @@ class Supervisor:
             for job_id, name, _ in claimed:
                 self._not_started(session, job_id, name, exc)
             return 0
+        self._groups.append((handle, devices, [job_id for job_id, _, _ in claimed]))
         for job_id, name, attempts in claimed:
             self.children[job_id], self._attempts[job_id] = handle, attempts
             log.info("job %s started: %s, with %d other job(s) on the same base model", name,
@@ -295,8 +303,11 @@ class Supervisor:
         with self.store.session() as session:
             for job in session.scalars(select(Job).where(Job.id.in_(waiting), Job.status == JobStatus.STOPPING)).all():
                 if (job.attempts or 0) == self._attempts.get(job.id):
+                    handle = self.children[job.id]
+                    if sum(other is handle for other in self.children.values()) > 1:
+                        continue  # a group's worker, which other jobs share: it sees the stop when it begins the job
                     log.info("job %s: stopped before its worker began; cancelling it", job.name)
-                    self.children[job.id].kill()
+                    handle.kill()
                     self._cancelled.add(job.id)
 
     def _renew(self) -> None:

@@ -123,7 +123,15 @@ class JobsTogether:
             self.model.add_adapter(name, _lora_config(config))
         initialize_adapter(self.model, name, config.seed)  # as TrainingRun.build_model does, in fp32 whatever the base's dtype
         self._count += 1
-        self._attach(run, name)
+        try:
+            self._attach(run, name)
+        except BaseException:  # e.g. an unreadable checkpoint to resume from: the group goes on without it
+            self.jobs.pop(name, None)
+            if self.jobs:
+                self.model.base_model.set_adapter(next(iter(self.jobs)))
+                self.model.delete_adapter(name)
+                self._all_adapters_train()
+            raise
         self._on_leave[name] = on_leave
         if on_start is not None:
             try:
@@ -159,7 +167,12 @@ class JobsTogether:
         model.to(placement.device)
         low = placement.autocast_dtype
         self.frozen_dtype = low if low is not None and store_frozen_linears_in(model, low) else None
-        install_segmented_forward(model)
+        from peft.tuners.lora.layer import LoraLayer
+
+        layers = sum(isinstance(m, LoraLayer) for m in model.modules())
+        if install_segmented_forward(model) != layers:
+            raise ConfigError(f"{run.source.name}: some LoRA layers are not over a plain nn.Linear, so jobs cannot share "
+                              "this base: train them one at a time")
         model.train()
         self.model, self.placement, self.source = model, placement, run.source
         on_cuda = placement.device.type == "cuda"
@@ -173,17 +186,27 @@ class JobsTogether:
             for p in run.named_trainable.values():
                 p.requires_grad_(True)
 
+    def _adapter_parameters(self, name: str) -> dict[str, torch.nn.Parameter]:
+        """Adapter ``name``'s weights under the names a run of its own gives them (adapter ``default``)."""
+        from peft.tuners.lora.layer import LoraLayer
+
+        found = {}
+        for path, module in self.model.named_modules():
+            if isinstance(module, LoraLayer) and name in module.lora_A:
+                found[f"{path}.lora_A.default.weight"] = module.lora_A[name].weight
+                found[f"{path}.lora_B.default.weight"] = module.lora_B[name].weight
+        return found
+
     def _attach(self, run: GroupedRun, name: str) -> None:
-        marker = f".{name}."
-        params = {n: p for n, p in self.model.named_parameters() if marker in n}
+        params = self._adapter_parameters(name)
         for p in params.values():
             p.requires_grad_(True)
-        self._all_adapters_train()
         run.adapter = name
         run.model, run.attention, run.frozen_dtype = self.model, self.attention, self.frozen_dtype
-        run.named_trainable = {n.replace(marker, ".default."): p for n, p in params.items()}  # a solo run's names
+        run.named_trainable = params
         run.packing, run.share_prefixes, run.attention_seconds = self.packed, False, {}
         self.jobs[name] = run
+        self._all_adapters_train()
         self._fit_micro_batch()
         run.start()
 
@@ -262,10 +285,9 @@ class JobsTogether:
             except Exception as exc:  # the job's own callback
                 self._fail(name, exc)
                 continue
-            if stopping:
+            if stopping or self._done(run):  # done already: resumed from its last checkpoint, or stopped early
                 self._stops.discard(name)
-                run._stopped(discarded_step=run.state.step + 1)
-                self._leave(name)
+                self._end(name, stopped=stopping and not self._done(run))
         if not self.jobs:
             return
         started = time.perf_counter()
@@ -301,11 +323,19 @@ class JobsTogether:
                 self._fail(name, exc)
         self.steps += 1
         for name, run in list(self.jobs.items()):
-            if name in self._stops or self._done(run):
-                if name in self._stops and not self._done(run):
-                    self._stops.discard(name)
-                    run._stopped(discarded_step=run.state.step + 1)
-                self._leave(name)
+            if name in self.jobs and (name in self._stops or self._done(run)):
+                self._end(name, stopped=name in self._stops and not self._done(run))
+                self._stops.discard(name)
+
+    def _end(self, name: str, stopped: bool) -> None:
+        """Job ``name`` leaves: stopped (a checkpoint of its last step kept), or done (its results written)."""
+        if stopped:
+            try:
+                self.jobs[name]._stopped(discarded_step=self.jobs[name].state.step + 1)
+            except Exception as exc:  # e.g. its checkpoint could not be written: it fails alone
+                self._fail(name, exc)
+                return
+        self._leave(name)
 
     def _forward(self, batch: MixedBatch) -> dict[str, torch.Tensor]:
         """Each job's summed target loss over this micro-batch."""

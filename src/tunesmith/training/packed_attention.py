@@ -51,20 +51,30 @@ def varlen_attention(
     dropout: float = 0.0, *, cu_seq_lens_q: torch.Tensor | None = None, max_length_q: int | None = None,
     kernel: Callable | None = None, **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """transformers' attention-function signature over one packed row: query, key and value
-    are 1 x heads x width x head size; the output is 1 x width x heads x head size, as
-    transformers' own functions return it. ``kernel`` defaults to torch's ``varlen_attn``
-    (tests pass a reference one that runs on the CPU)."""
-    if cu_seq_lens_q is None or query.shape[0] != 1:
-        raise ValueError("tunesmith_varlen attention needs one packed row and its cu_seq_lens (packing.sequence_kwargs)")
+    """transformers' attention-function signature: query, key and value are rows x heads x
+    width x head size; the output is rows x width x heads x head size, as transformers' own
+    functions return it. A packed row comes with its records' boundaries (``cu_seq_lens_q``);
+    without them (the padded batches of validation and the quickstart's checks, on a model
+    whose attention this is) each row is one sequence, which is exact for right padding:
+    under a causal mask no real position sees the padding after it. ``kernel`` defaults to
+    torch's ``varlen_attn`` (tests pass a reference one that runs on the CPU)."""
     if dropout:
         raise ValueError("tunesmith_varlen attention has no dropout: train with attention dropout 0")
+    rows, _, width, _ = query.shape
+    if key.shape[2] != width:
+        raise ValueError("tunesmith_varlen attention is for training and teacher-forced scoring, not for generation with a cache")
+    if cu_seq_lens_q is not None and rows != 1:
+        raise ValueError("tunesmith_varlen attention takes one packed row with cu_seq_lens (packing.sequence_kwargs)")
     kernel = kernel or _torch_varlen()
-    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # width x heads x head size
-    cu = cu_seq_lens_q.to(device=q.device, dtype=torch.int32)
+    q, k, v = (t.transpose(1, 2).reshape(rows * width, t.shape[1], t.shape[3]) for t in (query, key, value))
+    if cu_seq_lens_q is None:
+        cu = torch.arange(0, (rows + 1) * width, width, dtype=torch.int32, device=q.device)
+        max_length_q = width
+    else:
+        cu = cu_seq_lens_q.to(device=q.device, dtype=torch.int32)
     out = kernel(q, k, v, cu, cu, max_length_q, max_length_q, scale=scaling, window_size=(-1, 0),
                  enable_gqa=q.shape[1] != k.shape[1])
-    return out.unsqueeze(0), None
+    return out.view(rows, width, *out.shape[1:]), None
 
 
 def register_varlen(kernel: Callable | None = None) -> str:
