@@ -233,3 +233,19 @@ def test_a_job_on_another_base_or_with_a_bad_name_is_refused(tmp_path, tiny_mode
     weights = group.jobs["mlp"].named_trainable
     assert weights and all(".lora_A.default." in n or ".lora_B.default." in n for n in weights)
     assert len(weights) == len(group.jobs["job0"].named_trainable)
+
+
+def test_packed_rows_with_a_boundary_kernel_train_as_each_alone(tmp_path, tiny_model, alone):
+    """The varlen kernel (here the CPU reference of torch's) reads each packed row's record boundaries."""
+    from test_packing import reference_varlen
+
+    from tunesmith.training.packed_attention import VARLEN, register_varlen
+
+    register_varlen(kernel=reference_varlen)
+    group = JobsTogether(stacked=True, packing=True, attention=VARLEN)
+    for name in JOBS:
+        group.add(job_config(alone, tiny_model, name, "varlen"), name=name)
+    assert group.attention == VARLEN
+    group.run()
+    for name in JOBS:
+        assert_same_run(alone / "varlen" / name, alone / "alone" / name)

@@ -63,7 +63,7 @@ class MixedBatch:
     def to(self, device: torch.device) -> MixedBatch:
         move = (lambda t: t.pin_memory().to(device, non_blocking=True)) if device.type == "cuda" else (lambda t: t.to(device))
         return MixedBatch(
-            {k: None if v is None else move(v) for k, v in self.inputs.items()}, self.segments, {k: move(v) for k, v in self.predict_at.items()},
+            {k: move(v) if isinstance(v, torch.Tensor) else v for k, v in self.inputs.items()}, self.segments, {k: move(v) for k, v in self.predict_at.items()},
             {k: move(v) for k, v in self.labels.items()}, self.tokens, self.computed,
         )
 
@@ -72,8 +72,11 @@ def _jobs_in_order(group: list[Item]) -> list[str]:
     return list(dict.fromkeys(name for name, _ in group))
 
 
-def lay_out(group: list[Item], examples: dict[str, list[Example]], pad_id: int, packed: bool, stacked: bool) -> MixedBatch:
-    """The micro-batch ``group`` (jobs already together, as :func:`mixed_micro_batches` orders them)."""
+def lay_out(group: list[Item], examples: dict[str, list[Example]], pad_id: int, packed: bool, stacked: bool,
+            boundaries: bool = False) -> MixedBatch:
+    """The micro-batch ``group`` (jobs already together, as :func:`mixed_micro_batches` orders them).
+    ``boundaries``: a packed row also carries its records' boundaries, for the attention kernels
+    that read them (``packing.sequence_kwargs``)."""
     records = [examples[name][index] for name, index in group]
     owners = [name for name, _ in group]
     jobs = _jobs_in_order(group)
@@ -89,7 +92,8 @@ def lay_out(group: list[Item], examples: dict[str, list[Example]], pad_id: int, 
             count = sum(p for p, owner in zip(predictions, owners) if owner == name)
             predict_at[name], labels[name] = row.predict_at[start : start + count], row.labels[start : start + count]
             start += count
-        inputs = {"input_ids": row.input_ids, "position_ids": row.position_ids, "attention_mask": None}
+        inputs = {"input_ids": row.input_ids, "position_ids": row.position_ids, "attention_mask": None,
+                  **(packing.sequence_kwargs(row) if boundaries else {})}
         return MixedBatch(inputs, segments, predict_at, labels, tokens, row.width)
     batch = batches.collate(records, pad_id)
     width = batch["input_ids"].shape[1]

@@ -44,11 +44,13 @@ from tunesmith.multi_adapter.batches import MixedBatch, lay_out, mixed_micro_bat
 from tunesmith.multi_adapter.segments import Segments, adapter_segments, install_segmented_forward
 from tunesmith.training.adapter_init import initialize_adapter
 from tunesmith.training.attention import choose_attention
+from tunesmith.training.checkpoints import capture_rng, restore_rng
 from tunesmith.training.config import TrainConfig
 from tunesmith.training.frozen import store_frozen_linears_in
 from tunesmith.training.head_loss import head_cross_entropy
 from tunesmith.training.loop import StepInfo, TrainingRun
 from tunesmith.training.memory import fit_micro_batch
+from tunesmith.training.packed_attention import BOUNDARY_IMPLEMENTATIONS, choose_packed_attention, set_attention
 from tunesmith.training.results import write_results
 from tunesmith.training.run import RunResult
 
@@ -83,10 +85,13 @@ class JobsTogether:
     """A group of LoRA jobs on one base model (module docstring). ``add`` jobs, then :meth:`run`
     (or :meth:`step` at a time, adding jobs between steps)."""
 
-    def __init__(self, stacked: bool | None = None, packing: bool | None = None):
+    def __init__(self, stacked: bool | None = None, packing: bool | None = None, attention: str | None = None):
         """``stacked``/``packing``: how adapters apply and records batch (``segments.py``,
-        ``packing``); default: both on CUDA, neither on the CPU."""
-        self._stacked, self._packing = stacked, packing
+        ``packing``); default: both on CUDA, neither on the CPU. ``attention``: the attention
+        implementation for packed rows; default: on CUDA the fastest of those the GPU offers,
+        timed on the first job's first micro-batch (``training/packed_attention.py``), else the
+        model's own."""
+        self._stacked, self._packing, self._attention = stacked, packing, attention
         self.model = None
         self.jobs: dict[str, GroupedRun] = {}
         self.outcomes: dict[str, JobOutcome] = {}
@@ -123,8 +128,11 @@ class JobsTogether:
             self.model.add_adapter(name, _lora_config(config))
         initialize_adapter(self.model, name, config.seed)  # as TrainingRun.build_model does, in fp32 whatever the base's dtype
         self._count += 1
+        first = not self.jobs and not self.outcomes
         try:
             self._attach(run, name)
+            if first and self.packed:
+                self._choose_attention(run, name)
         except BaseException:  # e.g. an unreadable checkpoint to resume from: the group goes on without it
             self.jobs.pop(name, None)
             if self.jobs:
@@ -178,6 +186,37 @@ class JobsTogether:
         on_cuda = placement.device.type == "cuda"
         self.packed = self._packing if self._packing is not None else on_cuda
         self.stacked = self._stacked if self._stacked is not None else on_cuda
+
+    def _choose_attention(self, run: GroupedRun, name: str) -> None:
+        """The packed rows' attention: the one asked for, or on CUDA the fastest, timed on the
+        first job's first micro-batch (weights, gradients and random state left as they were)."""
+        if self._attention is not None:
+            set_attention(self.model, self._attention)
+            self.attention = run.attention = self._attention
+            return
+        if self.placement.device.type != "cuda":
+            return
+        first = run.micro_batches_of(run.begin_step().indices)[0]
+        examples = {name: run.train_data.examples}
+        batch_of = {}
+
+        def step() -> None:
+            boundaries = self.model.config._attn_implementation in BOUNDARY_IMPLEMENTATIONS
+            if boundaries not in batch_of:
+                batch_of[boundaries] = lay_out([(name, i) for i in first], examples, run.tokenizer.pad_token_id, True,
+                                               self.stacked, boundaries).to(self.placement.device)
+            with self.placement.autocast():
+                loss = self._forward(batch_of[boundaries])[name]
+            loss.backward()
+            self.model.zero_grad(set_to_none=True)
+
+        rng = capture_rng()
+        try:
+            self.attention, run.attention_seconds = choose_packed_attention(self.model, self.placement.device,
+                                                                            self.placement.precision, step)
+        finally:
+            restore_rng(rng)
+        run.attention = self.attention
 
     def _all_adapters_train(self) -> None:
         """PEFT's ``add_adapter`` and ``delete_adapter`` leave only the active adapter
@@ -302,7 +341,8 @@ class JobsTogether:
         losses: dict[str, torch.Tensor] = {}
         computed = dict.fromkeys(self.jobs, 0)
         for group in mixed_micro_batches(items, examples, self.micro_batch.tokens, self.packed, list(self.jobs)):
-            batch = lay_out(group, examples, pad, self.packed, self.stacked).to(self.placement.device)
+            boundaries = self.packed and self.attention in BOUNDARY_IMPLEMENTATIONS
+            batch = lay_out(group, examples, pad, self.packed, self.stacked, boundaries).to(self.placement.device)
             with self.placement.autocast():
                 parts = self._forward(batch)
             sum(part / targets[name] for name, part in parts.items()).backward()

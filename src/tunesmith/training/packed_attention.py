@@ -108,7 +108,9 @@ def available(device: torch.device) -> list[str]:
 
 
 def set_attention(model, implementation: str) -> None:
-    if implementation == VARLEN:
+    from transformers import AttentionInterface
+
+    if implementation == VARLEN and VARLEN not in AttentionInterface._global_mapping:  # a kernel registered already stays
         register_varlen()
     model.set_attn_implementation(implementation)
 
