@@ -238,7 +238,6 @@ def test_a_job_on_another_base_or_with_a_bad_name_is_refused(tmp_path, tiny_mode
 def test_packed_rows_with_a_boundary_kernel_train_as_each_alone(tmp_path, tiny_model, alone):
     """The varlen kernel (here the CPU reference of torch's) reads each packed row's record boundaries."""
     from test_packing import reference_varlen
-
     from tunesmith.training.packed_attention import VARLEN, register_varlen
 
     register_varlen(kernel=reference_varlen)
