@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from test_shared_prefix import tiny_llama
 from tunesmith.training import batches
 from tunesmith.training.examples import Example
 from tunesmith.training.loss import target_loss
@@ -15,26 +16,6 @@ from tunesmith.training.packed_attention import VARLEN, choose_packed_attention,
 from tunesmith.training.packing import bucket_size, pack, packed_target_loss, packed_width
 
 PAD = 0
-
-
-def tiny_llama(attention: str, lora: bool, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True, pad_token_id=PAD,
-        attn_implementation=attention,
-    )
-    model = LlamaForCausalLM(config)
-    if lora:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear"))
-        for name, parameter in model.named_parameters():  # B starts at zero: give it values so A's gradient is not 0
-            if "lora_B" in name:
-                torch.nn.init.normal_(parameter, std=0.1)
-    return model.train()
 
 
 def mixed_lengths(seed: int = 3, count: int = 7) -> list[Example]:

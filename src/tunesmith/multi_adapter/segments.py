@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from tunesmith.training.fast_lora import give_lora_linears
 
 
 @dataclass(frozen=True)
@@ -134,11 +135,4 @@ def _forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
 def install_segmented_forward(model) -> int:
     """Give every PEFT LoRA ``Linear`` over an ``nn.Linear`` of ``model`` the segmented
     forward (PEFT's own outside :func:`adapter_segments`); returns how many."""
-    from peft.tuners.lora.layer import Linear as LoraLinear
-
-    changed = 0
-    for module in model.modules():
-        if type(module) is LoraLinear and type(module.base_layer) is torch.nn.Linear:
-            module.forward = types.MethodType(_forward, module)
-            changed += 1
-    return changed
+    return give_lora_linears(model, _forward)

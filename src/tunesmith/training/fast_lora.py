@@ -47,13 +47,19 @@ def _forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     return summed.view(result.shape).to(result.dtype)
 
 
-def fold_lora_products(model) -> int:
-    """Give every plain PEFT LoRA ``Linear`` of ``model`` the folded forward; returns how many."""
+def give_lora_linears(model, forward) -> int:
+    """Give every PEFT LoRA ``Linear`` over an ``nn.Linear`` of ``model`` the method ``forward``
+    (on the instance: PEFT's classes are untouched); returns how many."""
     from peft.tuners.lora.layer import Linear as LoraLinear
 
     changed = 0
     for module in model.modules():
         if type(module) is LoraLinear and type(module.base_layer) is torch.nn.Linear:
-            module.forward = types.MethodType(_forward, module)
+            module.forward = types.MethodType(forward, module)
             changed += 1
     return changed
+
+
+def fold_lora_products(model) -> int:
+    """Give every plain PEFT LoRA ``Linear`` of ``model`` the folded forward; returns how many."""
+    return give_lora_linears(model, _forward)
