@@ -26,23 +26,15 @@ Item = tuple[str, int]
 def mixed_micro_batches(
     items: Sequence[Item], examples: dict[str, list[Example]], micro_batch_tokens: int, packed: bool, order: Sequence[str]
 ) -> list[list[Item]]:
-    """``items`` longest first cut into micro-batches whose cost (padded: rows x longest;
-    packed: the records' tokens) stays within ``micro_batch_tokens``; inside each, the jobs in
+    """``items`` cut into micro-batches as a run of its own cuts its records
+    (:func:`batches.micro_batches`: longest first, within ``micro_batch_tokens`` of padded
+    positions, or of the records' own tokens when ``packed``); inside each, the jobs in
     ``order`` and each job's records longest first."""
-    def length(item: Item) -> int:
-        return len(examples[item[0]][item[1]])
-
-    def cost(group: list[Item]) -> int:
-        return sum(map(length, group)) if packed else max(map(length, group)) * len(group)
-
-    groups: list[list[Item]] = []
-    for item in sorted(items, key=length, reverse=True):
-        if groups and cost([*groups[-1], item]) <= micro_batch_tokens:
-            groups[-1].append(item)
-        else:
-            groups.append([item])
+    records = [examples[name][index] for name, index in items]
+    cost = (lambda group: sum(len(records[k]) for k in group)) if packed else None
+    groups = batches.micro_batches(list(range(len(items))), records, micro_batch_tokens, cost)
     rank = {name: n for n, name in enumerate(order)}
-    return [sorted(group, key=lambda item: (rank[item[0]], -length(item))) for group in groups]
+    return [[items[k] for k in sorted(group, key=lambda k: (rank[items[k][0]], -len(records[k])))] for group in groups]
 
 
 @dataclass(frozen=True)
