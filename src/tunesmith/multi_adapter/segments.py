@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,8 @@ class Segments:
     """``len(adapters) + 1`` offsets from 0 to the dimension's size: adapter ``i`` owns ``bounds[i]:bounds[i + 1]``."""
     dim: int
     stacked: bool = False
+    _masks: dict = field(default_factory=dict, compare=False, repr=False)
+    """Stacked masks made once per micro-batch and reused by every layer (keyed by ranks, device, dtype, rank of x)."""
 
     def __post_init__(self) -> None:
         if len(self.bounds) != len(self.adapters) + 1 or self.bounds[0] != 0 or any(
@@ -66,6 +68,18 @@ class Segments:
         """Each position's segment number along ``dim`` (for the stacked mask)."""
         sizes = torch.tensor([b - a for a, b in zip(self.bounds, self.bounds[1:])], device=device)
         return torch.repeat_interleave(torch.arange(len(self.adapters), device=device), sizes)
+
+    def stacked_mask(self, ranks: tuple[int, ...], device: torch.device, dtype: torch.dtype, dims: int) -> torch.Tensor:
+        """1 where a position's segment owns a column of the stacked adapters' down projection,
+        shaped to broadcast over it; made once per micro-batch, not once per layer."""
+        key = (ranks, device, dtype, dims)
+        if key not in self._masks:
+            column_owner = torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks)).to(device)
+            owner = self.owner_index(device)
+            shape = [1] * dims
+            shape[self.dim], shape[-1] = owner.numel(), column_owner.numel()
+            self._masks[key] = (owner.unsqueeze(1) == column_owner.unsqueeze(0)).view(shape).to(dtype)
+        return self._masks[key]
 
 
 _current: contextvars.ContextVar[Segments | None] = contextvars.ContextVar("adapter_segments", default=None)
@@ -111,13 +125,8 @@ def _stacked(layer, x: torch.Tensor, segments: Segments) -> torch.Tensor:
     if not torch.is_autocast_enabled(x.device.type):
         x = x.to(downs.dtype)
     down = F.linear(x, downs)
-    ranks = [layer.lora_A[name].weight.shape[0] for name in names]
-    column_owner = torch.repeat_interleave(torch.arange(len(names), device=x.device), torch.tensor(ranks, device=x.device))
-    owner = segments.owner_index(x.device)
-    shape = [1] * down.dim()
-    shape[segments.dim], shape[-1] = owner.numel(), column_owner.numel()
-    mask = (owner.unsqueeze(1) == column_owner.unsqueeze(0)).view(shape)
-    return F.linear(down * mask.to(down.dtype), ups)
+    ranks = tuple(layer.lora_A[name].weight.shape[0] for name in names)
+    return F.linear(down * segments.stacked_mask(ranks, x.device, down.dtype, down.dim()), ups)
 
 
 def _forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
